@@ -1,0 +1,155 @@
+//! `dhan-keeper check`: is everything in place? Config, token file, Dhan, and the clock.
+//!
+//! TOTP codes are only right if this machine's clock is; a clock 40 s off produces codes Dhan
+//! refuses. The offset is measured against the `Date` header of Dhan's api host, corrected by half
+//! the round trip (the header has 1 s resolution, so the estimate is good to about ±0.5 s).
+
+use std::process::ExitCode;
+
+use chrono::Duration;
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::dhan::DhanError;
+use crate::ist;
+use crate::token::TokenStore;
+
+/// Above this offset the check fails: Dhan accepts roughly one 30 s window either side.
+pub const CLOCK_FAIL_SECS: f64 = 10.0;
+/// Above this offset the check warns.
+pub const CLOCK_WARN_SECS: f64 = 3.0;
+
+/// Runs every check and prints one line each. Exit 0 when all pass.
+pub async fn check(cfg: &Config, clock: &dyn Clock) -> ExitCode {
+    let mut failed = false;
+    let origin = cfg
+        .path
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "environment only".into());
+    println!("✅ Config      {origin}");
+    println!("   Mode        {}", cfg.mode());
+    for w in &cfg.warnings {
+        println!("⚠️  Config      {w}");
+    }
+    match (&cfg.telegram_bot_token, cfg.telegram_chat_id) {
+        (Some(_), Some(chat)) => println!(
+            "   Telegram    alerts to chat {chat}, admin {}",
+            cfg.admin_chat_id.unwrap_or(chat)
+        ),
+        _ => println!("⚠️  Telegram    not configured: no alerts, no remote control"),
+    }
+
+    let store = TokenStore::new(&cfg.token_file);
+    let now = clock.now();
+    let token = match store.load() {
+        Ok(Some(t)) if t.is_expired(now) => {
+            println!(
+                "⚠️  Token file  {}: expired {}",
+                store.path().display(),
+                ist::human(&t.expires_at)
+            );
+            None
+        }
+        Ok(Some(t)) => {
+            println!(
+                "✅ Token file  {}: valid until {} ({} left)",
+                store.path().display(),
+                ist::human(&t.expires_at),
+                ist::human_duration(t.remaining(now))
+            );
+            Some(t)
+        }
+        Ok(None) => {
+            println!("   Token file  {}: no token yet", store.path().display());
+            None
+        }
+        Err(e) => {
+            println!("❌ Token file  {e}");
+            failed = true;
+            None
+        }
+    };
+
+    let client = match super::dhan_client(cfg) {
+        Ok(c) => c,
+        Err(e) => {
+            println!("❌ Dhan        {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match client.probe_auth().await {
+        Ok(p) => println!(
+            "✅ Dhan auth   {} answered in {} ms",
+            cfg.dhan_auth_url,
+            p.rtt.as_millis()
+        ),
+        Err(e) => {
+            println!("❌ Dhan auth   {e}");
+            failed = true;
+        }
+    }
+    let before = clock.now();
+    match client.probe_api().await {
+        Ok(p) => {
+            println!(
+                "✅ Dhan api    {} answered in {} ms",
+                cfg.dhan_api_url,
+                p.rtt.as_millis()
+            );
+            match p.server_date {
+                Some(server) => {
+                    let midpoint = before + Duration::from_std(p.rtt / 2).unwrap_or_default();
+                    // The header truncates to whole seconds: the server was on average 0.5 s later.
+                    let offset = (server - midpoint).num_milliseconds() as f64 / 1000.0 + 0.5;
+                    let ahead = if offset > 0.0 { "behind" } else { "ahead of" };
+                    let (mark, note) = if offset.abs() > CLOCK_FAIL_SECS {
+                        failed = true;
+                        (
+                            "❌",
+                            " — TOTP codes will be refused; turn on NTP (timedatectl set-ntp true)",
+                        )
+                    } else if offset.abs() > CLOCK_WARN_SECS {
+                        ("⚠️ ", " — TOTP may fail near window edges; check NTP")
+                    } else {
+                        ("✅", "")
+                    };
+                    println!(
+                        "{mark} Clock       this machine is {:.1} s {ahead} Dhan{note}",
+                        offset.abs()
+                    );
+                }
+                None => {
+                    println!("⚠️  Clock       Dhan sent no Date header; cannot measure the offset")
+                }
+            }
+        }
+        Err(e) => {
+            println!("❌ Dhan api    {e}");
+            failed = true;
+        }
+    }
+    if let Some(t) = token {
+        match client.profile(&t.access_token).await {
+            Ok(p) => println!(
+                "✅ Token       accepted by Dhan (client {}, data plan {})",
+                p.dhan_client_id,
+                or_dash(&p.data_plan)
+            ),
+            Err(e @ DhanError::AuthFailed { .. }) => {
+                println!("❌ Token       {e}");
+                failed = true;
+            }
+            Err(e) => println!("⚠️  Token       could not verify: {e}"),
+        }
+    }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn or_dash(s: &str) -> &str {
+    if s.is_empty() { "-" } else { s }
+}

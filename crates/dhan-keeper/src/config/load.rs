@@ -1,0 +1,214 @@
+//! Finding the config, reading it, and layering env overrides and `*_file` secrets on top.
+
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+
+use serde_json::{Map, Value};
+
+use super::{Config, KNOWN_KEYS, SECRET_KEYS, validate};
+
+/// Prefix of every environment override: `DHAN_KEEPER_PIN`, `DHAN_KEEPER_TOTP_SECRET_FILE`, ...
+pub const ENV_PREFIX: &str = "DHAN_KEEPER_";
+
+/// Why the configuration could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// No file at the path and no env-only configuration either.
+    #[error(
+        "config file {path} not found; create it (see the README's Configuration section), pass --config PATH, \
+         or set DHAN_KEEPER_CONFIG"
+    )]
+    NotFound {
+        /// Where we looked.
+        path: PathBuf,
+    },
+    /// The file exists but could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Unreadable {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// Not JSON, or not a JSON object.
+    #[error("config file {path} is not valid JSON: {detail}")]
+    Syntax {
+        /// The file.
+        path: PathBuf,
+        /// What serde_json said, with line and column.
+        detail: String,
+    },
+    /// One line per problem, each naming the key and the fix.
+    #[error("{} has {} problem{}:\n{}", origin, problems.len(), if problems.len() == 1 { "" } else { "s" },
+            problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+    Invalid {
+        /// The file (or "the environment").
+        origin: String,
+        /// What is wrong, one entry per key.
+        problems: Vec<String>,
+    },
+}
+
+/// `./dhan_config.json`, the prototype's location.
+pub fn default_path() -> PathBuf {
+    PathBuf::from("dhan_config.json")
+}
+
+pub(super) fn load(
+    explicit: Option<PathBuf>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigError> {
+    let path = explicit
+        .or_else(|| {
+            env("DHAN_KEEPER_CONFIG")
+                .filter(|p| !p.is_empty())
+                .map(PathBuf::from)
+        })
+        .unwrap_or_else(default_path);
+    let mut warnings = Vec::new();
+    let (mut map, from_file) = match std::fs::read_to_string(&path) {
+        Ok(text) => (parse_object(&path, &text)?, true),
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            // A config made only of environment variables (containers) is fine.
+            if env(&format!("{ENV_PREFIX}CLIENT_ID")).is_none() {
+                return Err(ConfigError::NotFound { path });
+            }
+            (Map::new(), false)
+        }
+        Err(source) => return Err(ConfigError::Unreadable { path, source }),
+    };
+    if let Some(w) = permission_warning(&path).filter(|_| from_file) {
+        warnings.push(w);
+    }
+    overlay_env(&mut map, env);
+    let mut problems = Vec::new();
+    read_secret_files(&mut map, &mut problems);
+    for key in map.keys() {
+        if !KNOWN_KEYS.contains(&key.as_str()) {
+            warnings.push(format!(
+                "unknown key `{key}` in the config is ignored (check the spelling)"
+            ));
+        }
+    }
+    let base_dir = if from_file {
+        path.parent()
+            .map(Path::to_path_buf)
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or_else(|| PathBuf::from("."))
+    } else {
+        PathBuf::from(".")
+    };
+    let origin = if from_file {
+        format!("config file {}", path.display())
+    } else {
+        "the DHAN_KEEPER_* environment".to_string()
+    };
+    match validate::validate(&map, &base_dir, problems) {
+        Ok(mut cfg) => {
+            cfg.path = from_file.then_some(path);
+            warnings.append(&mut cfg.warnings);
+            cfg.warnings = warnings;
+            Ok(cfg)
+        }
+        Err(problems) => Err(ConfigError::Invalid { origin, problems }),
+    }
+}
+
+fn parse_object(path: &Path, text: &str) -> Result<Map<String, Value>, ConfigError> {
+    match serde_json::from_str::<Value>(text) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(other) => Err(ConfigError::Syntax {
+            path: path.to_path_buf(),
+            detail: format!(
+                "expected an object like {{\"client_id\": \"...\"}}, found {}",
+                kind(&other)
+            ),
+        }),
+        Err(e) => Err(ConfigError::Syntax {
+            path: path.to_path_buf(),
+            // serde_json's message carries "at line L column C"; its text never quotes the input.
+            detail: e.to_string(),
+        }),
+    }
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn overlay_env(map: &mut Map<String, Value>, env: &dyn Fn(&str) -> Option<String>) {
+    for key in KNOWN_KEYS {
+        let var = format!("{ENV_PREFIX}{}", key.to_ascii_uppercase());
+        if let Some(v) = env(&var) {
+            let value = if *key == "on_refresh" {
+                // An argv list: JSON array in the variable; a bare string is a one-word command.
+                serde_json::from_str::<Value>(&v)
+                    .ok()
+                    .filter(Value::is_array)
+                    .unwrap_or(Value::String(v))
+            } else {
+                Value::String(v)
+            };
+            map.insert((*key).to_string(), value);
+        }
+    }
+    for key in SECRET_KEYS {
+        let var = format!("{ENV_PREFIX}{}_FILE", key.to_ascii_uppercase());
+        if let Some(v) = env(&var) {
+            map.insert(format!("{key}_file"), Value::String(v));
+        }
+    }
+}
+
+fn read_secret_files(map: &mut Map<String, Value>, problems: &mut Vec<String>) {
+    for key in SECRET_KEYS {
+        let file_key = format!("{key}_file");
+        let Some(v) = map.remove(&file_key) else {
+            continue;
+        };
+        let Value::String(file) = v else {
+            problems.push(format!("`{file_key}` must be a path string"));
+            continue;
+        };
+        if map.contains_key(*key) {
+            problems.push(format!(
+                "`{key}` and `{file_key}` are both set; keep only one"
+            ));
+            continue;
+        }
+        match std::fs::read_to_string(&file) {
+            Ok(text) => {
+                map.insert(
+                    (*key).to_string(),
+                    Value::String(text.trim_end_matches(['\n', '\r']).to_string()),
+                );
+            }
+            Err(e) => problems.push(format!("`{file_key}`: cannot read {file}: {e}")),
+        }
+    }
+}
+
+#[cfg(unix)]
+fn permission_warning(path: &Path) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
+    (mode & 0o077 != 0).then(|| {
+        format!(
+            "config file {} holds secrets but is readable by group/others (mode {mode:o}); run: chmod 600 {}",
+            path.display(),
+            path.display()
+        )
+    })
+}
+
+#[cfg(not(unix))]
+fn permission_warning(_: &Path) -> Option<String> {
+    None
+}

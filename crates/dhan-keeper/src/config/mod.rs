@@ -1,0 +1,174 @@
+//! Configuration: the prototype's `dhan_config.json`, plus optional keys, env overrides and
+//! `*_file` secrets, validated once into a [`Config`] whose fields are already typed.
+//!
+//! Layers, later wins: the JSON file, then `DHAN_KEEPER_<KEY>` environment variables, then for
+//! secrets `<key>_file` (a path whose contents are the value, as systemd credentials provide).
+//! Validation reports every problem at once, each naming the key and the fix, and never echoes a
+//! secret value.
+
+mod load;
+mod validate;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use chrono::NaiveTime;
+use url::Url;
+
+use crate::secret::Secret;
+use crate::totp::TotpSecret;
+
+pub use load::{ConfigError, ENV_PREFIX, default_path};
+
+/// Every key the config file may hold (secrets may also be given as `<key>_file`).
+pub const KNOWN_KEYS: &[&str] = &[
+    "client_id",
+    "api_key",
+    "api_secret",
+    "totp_secret",
+    "telegram_bot_token",
+    "telegram_chat_id",
+    "admin_chat_id",
+    "pin",
+    "token_file",
+    "alert_before",
+    "refresh_before",
+    "market_hours",
+    "dhan_auth_url",
+    "dhan_api_url",
+    "telegram_api_url",
+    "on_refresh",
+    "http_listen",
+    "http_token",
+    "dhan_timeout",
+];
+
+/// Keys that hold secrets: never echoed, and also readable from `<key>_file`.
+pub const SECRET_KEYS: &[&str] = &[
+    "api_key",
+    "api_secret",
+    "totp_secret",
+    "pin",
+    "telegram_bot_token",
+    "http_token",
+];
+
+/// How tokens are obtained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// `pin` + `totp_secret`: `generateAccessToken`, no human needed.
+    Automatic,
+    /// `api_key` + `api_secret` without a PIN: the trader logs in through a consent link.
+    Consent,
+}
+
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Mode::Automatic => "automatic (TOTP + PIN)",
+            Mode::Consent => "consent (login link on Telegram)",
+        })
+    }
+}
+
+/// The IST window, Monday to Friday, in which a rotation would cut off a trading program.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MarketHours {
+    /// Opening time, IST.
+    pub open: NaiveTime,
+    /// Closing time, IST.
+    pub close: NaiveTime,
+}
+
+impl Default for MarketHours {
+    fn default() -> Self {
+        Self {
+            open: NaiveTime::from_hms_opt(9, 0, 0).unwrap_or_default(),
+            close: NaiveTime::from_hms_opt(15, 30, 0).unwrap_or_default(),
+        }
+    }
+}
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it was read from, if any (env-only configs have none).
+    pub path: Option<PathBuf>,
+    /// Dhan client id.
+    pub client_id: String,
+    /// API key (`app_id`) for the consent flow.
+    pub api_key: Option<Secret>,
+    /// API secret (`app_secret`) for the consent flow.
+    pub api_secret: Option<Secret>,
+    /// TOTP shared secret.
+    pub totp_secret: Option<TotpSecret>,
+    /// Dhan PIN for automatic minting.
+    pub pin: Option<Secret>,
+    /// Telegram bot token.
+    pub telegram_bot_token: Option<Secret>,
+    /// Chat that receives alerts and may read status.
+    pub telegram_chat_id: Option<i64>,
+    /// Chat that may also refresh, pause, resume and paste tokens (defaults to `telegram_chat_id`).
+    pub admin_chat_id: Option<i64>,
+    /// Where the token is kept.
+    pub token_file: PathBuf,
+    /// How long before expiry to warn when no fresh token is in hand.
+    pub alert_before: Duration,
+    /// How long before expiry automatic mode rotates at the latest.
+    pub refresh_before: Duration,
+    /// Market hours to avoid for rotations; `None` when `"off"`.
+    pub market_hours: Option<MarketHours>,
+    /// Base URL of Dhan's auth host.
+    pub dhan_auth_url: Url,
+    /// Base URL of Dhan's api host.
+    pub dhan_api_url: Url,
+    /// Base URL of the Telegram Bot API.
+    pub telegram_api_url: Url,
+    /// Command (argv) run after each new token.
+    pub on_refresh: Option<Vec<String>>,
+    /// Loopback address for `/healthz`, `/metrics`, `/token`.
+    pub http_listen: Option<SocketAddr>,
+    /// Bearer token that `/token` requires.
+    pub http_token: Option<Secret>,
+    /// Per-request timeout for Dhan calls.
+    pub dhan_timeout: Duration,
+    /// Things worth telling the user that do not stop dhan-keeper.
+    pub warnings: Vec<String>,
+}
+
+impl Config {
+    /// Loads from `--config`, else `$DHAN_KEEPER_CONFIG`, else `./dhan_config.json`, with env
+    /// overrides from the process environment.
+    pub fn load(explicit: Option<PathBuf>) -> Result<Self, ConfigError> {
+        load::load(explicit, &|k| std::env::var(k).ok())
+    }
+
+    /// Loads with an injected environment, for tests.
+    pub fn load_with_env(
+        explicit: Option<PathBuf>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        load::load(explicit, env)
+    }
+
+    /// Which way tokens are obtained.
+    pub fn mode(&self) -> Mode {
+        if self.pin.is_some() && self.totp_secret.is_some() {
+            Mode::Automatic
+        } else {
+            Mode::Consent
+        }
+    }
+
+    /// The lock file that keeps two processes from minting at once.
+    pub fn lock_file(&self) -> PathBuf {
+        let mut name = self
+            .token_file
+            .file_name()
+            .map(|n| n.to_os_string())
+            .unwrap_or_else(|| "dhan_token.json".into());
+        name.push(".lock");
+        self.token_file.with_file_name(name)
+    }
+}

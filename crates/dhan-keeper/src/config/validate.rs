@@ -1,0 +1,400 @@
+//! Turning the layered key/value map into a typed [`Config`], one problem message per bad key.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::time::Duration;
+
+use chrono::NaiveTime;
+use serde_json::{Map, Value};
+use url::Url;
+
+use super::{Config, MarketHours};
+use crate::secret::Secret;
+use crate::totp::TotpSecret;
+
+const DAY: Duration = Duration::from_secs(24 * 3600);
+
+/// Collects problems while reading keys; a failed key yields `None` and one message.
+struct Reader<'a> {
+    map: &'a Map<String, Value>,
+    problems: Vec<String>,
+    warnings: Vec<String>,
+}
+
+impl Reader<'_> {
+    fn problem(&mut self, msg: String) -> Option<std::convert::Infallible> {
+        self.problems.push(msg);
+        None
+    }
+
+    /// A string value, or `None` when absent, null or empty. Numbers are accepted as text.
+    fn text(&mut self, key: &str) -> Option<String> {
+        match self.map.get(key)? {
+            Value::Null => None,
+            Value::String(s) if s.trim().is_empty() => None,
+            Value::String(s) => Some(s.trim().to_string()),
+            Value::Number(n) => Some(n.to_string()),
+            _ => {
+                self.problem(format!("`{key}` must be a string"));
+                None
+            }
+        }
+    }
+
+    /// Placeholders copied from the prototype's example (`YOUR_CLIENT_ID`) are reported as such.
+    fn not_placeholder(&mut self, key: &str, v: String, what: &str) -> Option<String> {
+        if v.to_ascii_uppercase().starts_with("YOUR_") {
+            self.problem(format!(
+                "`{key}` is still the example placeholder; replace it with {what}"
+            ));
+            return None;
+        }
+        Some(v)
+    }
+
+    fn secret(&mut self, key: &str, what: &str) -> Option<Secret> {
+        let v = self.text(key)?;
+        self.not_placeholder(key, v, what).map(Secret::new)
+    }
+
+    fn chat_id(&mut self, key: &str) -> Option<i64> {
+        let v = self.text(key)?;
+        let v = self.not_placeholder(
+            key,
+            v,
+            "the numeric chat id (message @userinfobot to see yours)",
+        )?;
+        match v.parse::<i64>() {
+            Ok(id) if id != 0 => Some(id),
+            _ => {
+                self.problem(format!(
+                    "`{key}` must be a numeric Telegram chat id such as 123456789 (groups are negative), got {v:?}; \
+                     message @userinfobot to see yours"
+                ));
+                None
+            }
+        }
+    }
+
+    fn url(&mut self, key: &str, default: &str) -> Option<Url> {
+        let raw = self.text(key).unwrap_or_else(|| default.to_string());
+        match Url::parse(&raw) {
+            Ok(u)
+                if matches!(u.scheme(), "http" | "https")
+                    && u.has_host()
+                    && u.query().is_none() =>
+            {
+                Some(u)
+            }
+            Ok(_) => {
+                self.problem(format!("`{key}` must be an http(s) base URL without a query, like {default}; got {raw:?}"));
+                None
+            }
+            Err(e) => {
+                self.problem(format!(
+                    "`{key}` is not a URL ({e}): {raw:?}; expected something like {default}"
+                ));
+                None
+            }
+        }
+    }
+
+    fn duration(&mut self, key: &str, default: Duration) -> Option<Duration> {
+        let Some(raw) = self.text(key) else {
+            return Some(default);
+        };
+        match humantime::parse_duration(&raw) {
+            Ok(d) if d.is_zero() || d >= DAY => {
+                self.problem(format!(
+                    "`{key}` must be more than 0 and less than 24h (tokens live 24h); got {raw:?}"
+                ));
+                None
+            }
+            Ok(d) => Some(d),
+            Err(e) => {
+                self.problem(format!(
+                    "`{key}` is not a duration ({e}); write it like \"2h\", \"30m\" or \"1h 30m\""
+                ));
+                None
+            }
+        }
+    }
+}
+
+pub(super) fn validate(
+    map: &Map<String, Value>,
+    base_dir: &Path,
+    problems: Vec<String>,
+) -> Result<Config, Vec<String>> {
+    let mut r = Reader {
+        map,
+        problems,
+        warnings: Vec::new(),
+    };
+
+    let client_id = client_id(&mut r);
+    let api_key = r.secret("api_key", "the API key from Dhan Web → Access DhanHQ APIs");
+    let api_secret = r.secret(
+        "api_secret",
+        "the API secret from Dhan Web → Access DhanHQ APIs",
+    );
+    let totp_secret = totp_secret(&mut r);
+    let pin = pin(&mut r);
+    let telegram_bot_token = bot_token(&mut r);
+    let telegram_chat_id = r.chat_id("telegram_chat_id");
+    let admin_chat_id = r.chat_id("admin_chat_id").or(telegram_chat_id);
+    let token_file = r
+        .text("token_file")
+        .map(|p| base_dir.join(p))
+        .unwrap_or_else(|| base_dir.join("dhan_token.json"));
+    let alert_before = r.duration("alert_before", Duration::from_secs(2 * 3600));
+    let refresh_before = r.duration("refresh_before", Duration::from_secs(30 * 60));
+    let market_hours = market_hours(&mut r);
+    let dhan_auth_url = r.url("dhan_auth_url", "https://auth.dhan.co");
+    let dhan_api_url = r.url("dhan_api_url", "https://api.dhan.co");
+    let telegram_api_url = r.url("telegram_api_url", "https://api.telegram.org");
+    let on_refresh = on_refresh(&mut r);
+    let http_listen = http_listen(&mut r);
+    let http_token = r.secret("http_token", "a long random string");
+    let dhan_timeout = r.duration("dhan_timeout", Duration::from_secs(15));
+
+    // Cross-key rules, on presence rather than validity so a bad value is reported once.
+    let (has_pin, has_totp) = (has(&r, "pin"), has(&r, "totp_secret"));
+    let (has_key, has_secret) = (has(&r, "api_key"), has(&r, "api_secret"));
+    if has_pin && !has_totp {
+        r.problem("`pin` is set but `totp_secret` is missing; automatic mode needs both".into());
+    }
+    if !(has_pin || has_key && has_secret) {
+        if has_key || has_secret {
+            r.problem(
+                "the consent flow needs both `api_key` and `api_secret` (or set `pin` and `totp_secret` for \
+                 automatic mode)"
+                    .into(),
+            );
+        } else {
+            r.problem(
+                "no way to obtain a token: set `pin` and `totp_secret` for automatic mode, or `api_key` and \
+                 `api_secret` for the consent flow"
+                    .into(),
+            );
+        }
+    }
+    if telegram_bot_token.is_some() && telegram_chat_id.is_none() && !has(&r, "telegram_chat_id") {
+        r.problem("`telegram_bot_token` is set but `telegram_chat_id` is missing; alerts need somewhere to go".into());
+    }
+    if matches!(http_listen, Some(Some(_))) && http_token.is_none() && !has(&r, "http_token") {
+        r.warnings
+            .push("`http_listen` is set without `http_token`: GET /token stays disabled".into());
+    }
+    if http_token.as_ref().is_some_and(|t| t.expose().len() < 16) {
+        r.problem(
+            "`http_token` must be at least 16 characters; generate one with: openssl rand -hex 24"
+                .into(),
+        );
+    }
+
+    if !r.problems.is_empty() {
+        return Err(r.problems);
+    }
+    let (
+        Some(client_id),
+        Some(alert_before),
+        Some(refresh_before),
+        Some(market_hours),
+        Some(dhan_auth_url),
+        Some(dhan_api_url),
+        Some(telegram_api_url),
+        Some(on_refresh),
+        Some(http_listen),
+        Some(dhan_timeout),
+    ) = (
+        client_id,
+        alert_before,
+        refresh_before,
+        market_hours,
+        dhan_auth_url,
+        dhan_api_url,
+        telegram_api_url,
+        on_refresh,
+        http_listen,
+        dhan_timeout,
+    )
+    else {
+        return Err(vec![
+            "internal: a key failed without a message; please report this".into(),
+        ]);
+    };
+    Ok(Config {
+        path: None,
+        client_id,
+        api_key,
+        api_secret,
+        totp_secret,
+        pin,
+        telegram_bot_token,
+        telegram_chat_id,
+        admin_chat_id,
+        token_file,
+        alert_before,
+        refresh_before,
+        market_hours,
+        dhan_auth_url,
+        dhan_api_url,
+        telegram_api_url,
+        on_refresh,
+        http_listen,
+        http_token,
+        dhan_timeout,
+        warnings: r.warnings,
+    })
+}
+
+/// Whether a key is present at all (even if its value was bad and already reported).
+fn has(r: &Reader<'_>, key: &str) -> bool {
+    r.map.get(key).is_some_and(|v| !v.is_null())
+}
+
+fn client_id(r: &mut Reader<'_>) -> Option<String> {
+    let Some(v) = r.text("client_id") else {
+        r.problem(
+            "`client_id` is missing; set it to your Dhan client ID (Dhan Web → My Profile)".into(),
+        );
+        return None;
+    };
+    let v = r.not_placeholder(
+        "client_id",
+        v,
+        "your Dhan client ID (Dhan Web → My Profile)",
+    )?;
+    if !v.chars().all(|c| c.is_ascii_alphanumeric()) || v.len() > 32 {
+        r.problem(format!("`client_id` must be your Dhan client ID, letters and digits only (like 1000000001); got {v:?}"));
+        return None;
+    }
+    Some(v)
+}
+
+fn totp_secret(r: &mut Reader<'_>) -> Option<TotpSecret> {
+    let s = r.secret(
+        "totp_secret",
+        "the TOTP secret from Dhan Web → DhanHQ Trading APIs → Setup TOTP",
+    )?;
+    match TotpSecret::parse(s.expose()) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            r.problem(format!(
+                "`totp_secret` is not a valid base32 TOTP secret: {e}; copy the secret (not the 6-digit code) shown \
+                 when you set up TOTP on Dhan Web"
+            ));
+            None
+        }
+    }
+}
+
+fn pin(r: &mut Reader<'_>) -> Option<Secret> {
+    let s = r.secret("pin", "your Dhan PIN")?;
+    let ok = s.expose().chars().all(|c| c.is_ascii_digit()) && (4..=8).contains(&s.expose().len());
+    if !ok {
+        r.problem("`pin` must be your Dhan login PIN: 4 to 8 digits, nothing else (write it as a string: \"123456\")".into());
+        return None;
+    }
+    Some(s)
+}
+
+fn bot_token(r: &mut Reader<'_>) -> Option<Secret> {
+    let s = r.secret("telegram_bot_token", "the token BotFather gave you")?;
+    let t = s.expose();
+    let well_formed = t.len() <= 80
+        && t.split_once(':').is_some_and(|(id, rest)| {
+            !id.is_empty()
+                && !id.starts_with('0')
+                && id.chars().all(|c| c.is_ascii_digit())
+                && rest.len() >= 20
+                && rest
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        });
+    if !well_formed {
+        r.problem(
+            "`telegram_bot_token` does not look like a bot token; it should be the whole `123456789:AA...` line that \
+             BotFather sent"
+                .into(),
+        );
+        return None;
+    }
+    Some(s)
+}
+
+fn market_hours(r: &mut Reader<'_>) -> Option<Option<MarketHours>> {
+    let Some(raw) = r.text("market_hours") else {
+        return Some(Some(MarketHours::default()));
+    };
+    if raw.eq_ignore_ascii_case("off") {
+        return Some(None);
+    }
+    let parsed = raw.split_once('-').and_then(|(a, b)| {
+        let open = NaiveTime::parse_from_str(a.trim(), "%H:%M").ok()?;
+        let close = NaiveTime::parse_from_str(b.trim(), "%H:%M").ok()?;
+        (open < close).then_some(MarketHours { open, close })
+    });
+    if parsed.is_none() {
+        r.problem(format!(
+            "`market_hours` must be \"HH:MM-HH:MM\" in IST with the open before the close (default \"09:00-15:30\"), \
+             or \"off\"; got {raw:?}"
+        ));
+        return None;
+    }
+    Some(parsed)
+}
+
+fn on_refresh(r: &mut Reader<'_>) -> Option<Option<Vec<String>>> {
+    let hint = "`on_refresh` must be a command as a list of strings, like [\"/usr/local/bin/reload-algo\", \"--quiet\"] \
+                (it runs without a shell; the token arrives in $DHAN_ACCESS_TOKEN)";
+    match r.map.get("on_refresh") {
+        None | Some(Value::Null) => Some(None),
+        Some(Value::Array(items)) => {
+            let argv: Option<Vec<String>> = items
+                .iter()
+                .map(|v| v.as_str().map(str::to_string))
+                .collect();
+            match argv {
+                Some(argv) if argv.first().is_some_and(|p| !p.trim().is_empty()) => {
+                    Some(Some(argv))
+                }
+                _ => {
+                    r.problem(hint.into());
+                    None
+                }
+            }
+        }
+        Some(_) => {
+            r.problem(hint.into());
+            None
+        }
+    }
+}
+
+fn http_listen(r: &mut Reader<'_>) -> Option<Option<SocketAddr>> {
+    let Some(raw) = r.text("http_listen") else {
+        return Some(None);
+    };
+    let parsed = raw.parse::<SocketAddr>().ok().or_else(|| {
+        let port = raw.strip_prefix("localhost:")?.parse::<u16>().ok()?;
+        Some(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port))
+    });
+    match parsed {
+        Some(addr) if addr.ip().is_loopback() => Some(Some(addr)),
+        Some(_) => {
+            r.problem(format!(
+                "`http_listen` must be a loopback address such as \"127.0.0.1:8765\"; {raw:?} would expose the token \
+                 beyond this machine"
+            ));
+            None
+        }
+        None => {
+            r.problem(format!(
+                "`http_listen` must be an address with a port, like \"127.0.0.1:8765\"; got {raw:?}"
+            ));
+            None
+        }
+    }
+}

@@ -1,0 +1,25 @@
+//! dhan-keeper keeps a Dhan (DhanHQ) API access token alive and hands it to trading programs.
+//!
+//! # Layout
+//! - [`config`]: `dhan_config.json` + `DHAN_KEEPER_*` env + `*_file` secrets, validated once.
+//! - [`secret`]: the redacting wrapper every credential lives in.
+//! - [`clock`]: the one place that reads the wall clock.
+//! - [`ist`]: Dhan's naive IST timestamps and how we show times to a trader.
+//! - [`totp`]: RFC 6238 codes.
+//! - [`dhan`]: the HTTP client for Dhan's auth and api hosts, with typed errors.
+//! - [`mint`]: TOTP + PIN minting with the window-edge retry.
+//! - [`token`]: the token, its atomic 0600 file, and the single-instance lock.
+//! - [`cli`]: the one-shot subcommands (`check`, `status`, `token`, `refresh`, `totp`).
+//! - [`telemetry`]: logging to stderr.
+#![warn(missing_docs)]
+
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod dhan;
+pub mod ist;
+pub mod mint;
+pub mod secret;
+pub mod telemetry;
+pub mod token;
+pub mod totp;

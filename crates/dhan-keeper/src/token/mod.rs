@@ -1,0 +1,76 @@
+//! The token dhan-keeper keeps: what it is, where it came from, when it dies; and its file.
+
+mod lock;
+mod store;
+
+use chrono::{DateTime, FixedOffset, Utc};
+use serde::{Deserialize, Serialize};
+
+pub use lock::{InstanceLock, LockError};
+pub use store::{StoreError, TokenStore};
+
+use crate::dhan::Minted;
+use crate::secret::Secret;
+
+/// How a token was obtained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenSource {
+    /// `generateAccessToken` with TOTP + PIN.
+    Totp,
+    /// The API-key consent flow.
+    Consent,
+    /// `RenewToken`.
+    Renew,
+    /// Pasted by the trader.
+    Manual,
+}
+
+impl std::fmt::Display for TokenSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TokenSource::Totp => "totp",
+            TokenSource::Consent => "consent",
+            TokenSource::Renew => "renew",
+            TokenSource::Manual => "manual",
+        })
+    }
+}
+
+/// An access token and what we know about it.
+#[derive(Debug, Clone)]
+pub struct Token {
+    /// The token itself.
+    pub access_token: Secret,
+    /// When it stops working.
+    pub expires_at: DateTime<FixedOffset>,
+    /// Whose account it opens.
+    pub client_id: Option<String>,
+    /// When we got it (absent in files written by the original prototype).
+    pub obtained_at: Option<DateTime<FixedOffset>>,
+    /// How we got it (absent in files written by the original prototype).
+    pub source: Option<TokenSource>,
+}
+
+impl Token {
+    /// A token Dhan just issued, obtained at `now`.
+    pub fn from_minted(m: Minted, source: TokenSource, now: DateTime<Utc>) -> Self {
+        Self {
+            access_token: m.access_token,
+            expires_at: m.expires_at,
+            client_id: m.client_id,
+            obtained_at: Some(crate::ist::to_ist(&now)),
+            source: Some(source),
+        }
+    }
+
+    /// Time left at `now` (negative once expired).
+    pub fn remaining(&self, now: DateTime<Utc>) -> chrono::Duration {
+        self.expires_at.with_timezone(&Utc) - now
+    }
+
+    /// Whether it has expired at `now`.
+    pub fn is_expired(&self, now: DateTime<Utc>) -> bool {
+        self.remaining(now) <= chrono::Duration::zero()
+    }
+}

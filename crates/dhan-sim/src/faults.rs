@@ -1,0 +1,81 @@
+//! Fault injection: "the next N calls to this route fail like this".
+//!
+//! Routes are named by the last segment of Dhan's path (`generateAccessToken`, `profile`,
+//! `holdings`, ...) or `*` for any route. Faults are consumed in order, one per call.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// One injected failure.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "fault", rename_all = "snake_case")]
+pub enum Fault {
+    /// Answer with this HTTP status and a body like Dhan's for it (500 → DH-908, 502/503 → an
+    /// HTML gateway page).
+    Status {
+        /// The status code.
+        status: u16,
+    },
+    /// Wait this long, then answer normally (longer than the client timeout = a hang).
+    Delay {
+        /// Milliseconds.
+        ms: u64,
+    },
+    /// HTTP 200 with an HTML body where JSON was expected.
+    Garbage,
+    /// HTTP 200 with JSON cut off half way.
+    Truncated,
+    /// Close the connection without answering.
+    Drop,
+    /// 429 DH-904.
+    RateLimit,
+}
+
+impl Fault {
+    /// The delay, for [`Fault::Delay`].
+    pub fn delay(&self) -> Option<Duration> {
+        match self {
+            Fault::Delay { ms } => Some(Duration::from_millis(*ms)),
+            _ => None,
+        }
+    }
+}
+
+/// Pending faults per route.
+#[derive(Debug, Default)]
+pub struct Faults(Mutex<HashMap<String, VecDeque<Fault>>>);
+
+impl Faults {
+    /// Queues `fault` for the next `count` calls to `route` (`*` = any route).
+    pub fn inject(&self, route: &str, fault: Fault, count: usize) {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let q = map.entry(route.to_string()).or_default();
+        q.extend(std::iter::repeat_n(fault, count));
+    }
+
+    /// Takes the next fault for `route`, falling back to `*`.
+    pub fn take(&self, route: &str) -> Option<Fault> {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(f) = map.get_mut(route).and_then(VecDeque::pop_front) {
+            return Some(f);
+        }
+        map.get_mut("*").and_then(VecDeque::pop_front)
+    }
+
+    /// Forgets every pending fault.
+    pub fn clear(&self) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+
+    /// How many faults are still queued for `route`.
+    pub fn pending(&self, route: &str) -> usize {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(route)
+            .map_or(0, VecDeque::len)
+    }
+}
