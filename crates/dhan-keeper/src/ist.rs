@@ -24,11 +24,7 @@ pub fn parse_naive_ist(s: &str) -> Option<DateTime<FixedOffset>> {
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Some(to_ist(&t));
     }
-    const FORMATS: [&str; 3] = [
-        "%Y-%m-%dT%H:%M:%S%.f",
-        "%Y-%m-%d %H:%M:%S%.f",
-        "%Y-%m-%dT%H:%M",
-    ];
+    const FORMATS: [&str; 3] = ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M"];
     FORMATS.iter().find_map(|f| {
         let naive = NaiveDateTime::parse_from_str(s, f).ok()?;
         offset().from_local_datetime(&naive).single()
@@ -74,10 +70,7 @@ mod tests {
     fn naive_expiry_is_read_as_ist_not_utc() {
         let t = parse_naive_ist("2025-09-23T12:37:23").expect("parses");
         assert_eq!(t.to_rfc3339(), "2025-09-23T12:37:23+05:30");
-        assert_eq!(
-            t.with_timezone(&Utc).to_rfc3339(),
-            "2025-09-23T07:07:23+00:00"
-        );
+        assert_eq!(t.with_timezone(&Utc).to_rfc3339(), "2025-09-23T07:07:23+00:00");
     }
 
     #[test]

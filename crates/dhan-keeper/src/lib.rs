@@ -9,10 +9,12 @@
 //! - [`dhan`]: the HTTP client for Dhan's auth and api hosts, with typed errors.
 //! - [`mint`]: TOTP + PIN minting with the window-edge retry.
 //! - [`token`]: the token, its atomic 0600 file, and the single-instance lock.
+//! - [`account`]: funds, holdings and positions as short text for a trader.
 //! - [`cli`]: the one-shot subcommands (`check`, `status`, `token`, `refresh`, `totp`).
 //! - [`telemetry`]: logging to stderr.
 #![warn(missing_docs)]
 
+pub mod account;
 pub mod cli;
 pub mod clock;
 pub mod config;

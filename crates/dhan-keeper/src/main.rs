@@ -48,11 +48,7 @@ fn main() -> ExitCode {
     let args = Args::parse();
     let quiet_default = "warn,dhan_keeper=info";
     telemetry::init(args.log_format, quiet_default);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

@@ -24,10 +24,7 @@ pub async fn mint_with_totp(
         Err(DhanError::InvalidTotp) => {
             // Wait for the next window (recomputed from the clock, not from the old code).
             let left = totp.code_at(clock.now()).secs_left;
-            tracing::info!(
-                wait_secs = left + 1,
-                "Dhan refused the TOTP code; retrying once in the next window"
-            );
+            tracing::info!(wait_secs = left + 1, "Dhan refused the TOTP code; retrying once in the next window");
             tokio::time::sleep(Duration::from_secs(u64::try_from(left + 1).unwrap_or(1))).await;
             let fresh = totp.code_for_submission(clock.now());
             client.generate_access_token(pin, &fresh.digits).await

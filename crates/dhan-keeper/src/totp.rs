@@ -39,9 +39,7 @@ pub enum TotpSecretError {
         position: usize,
     },
     /// Too short to be a real authenticator secret.
-    #[error(
-        "it decodes to only {bytes} bytes; authenticator secrets are at least 10 bytes (16 base32 characters)"
-    )]
+    #[error("it decodes to only {bytes} bytes; authenticator secrets are at least 10 bytes (16 base32 characters)")]
     TooShort {
         /// Decoded length.
         bytes: usize,
@@ -85,10 +83,7 @@ impl TotpSecret {
     pub fn code_at(&self, at: DateTime<Utc>) -> Code {
         let t = at.timestamp();
         let counter = t.div_euclid(STEP_SECS);
-        Code {
-            digits: hotp(&self.0, counter as u64, 6),
-            secs_left: STEP_SECS - t.rem_euclid(STEP_SECS),
-        }
+        Code { digits: hotp(&self.0, counter as u64, 6), secs_left: STEP_SECS - t.rem_euclid(STEP_SECS) }
     }
 
     /// The code to send to Dhan at `at`: the current one, or the next window's when fewer than
@@ -99,10 +94,7 @@ impl TotpSecret {
             return current;
         }
         let next = self.code_at(at + chrono::Duration::seconds(current.secs_left));
-        Code {
-            digits: next.digits,
-            secs_left: current.secs_left + STEP_SECS,
-        }
+        Code { digits: next.digits, secs_left: current.secs_left + STEP_SECS }
     }
 }
 
@@ -115,12 +107,7 @@ fn hotp(key: &[u8], counter: u64, digits: u32) -> String {
     mac.update(&counter.to_be_bytes());
     let h = mac.finalize().into_bytes();
     let offset = (h[19] & 0x0f) as usize;
-    let bin = u32::from_be_bytes([
-        h[offset] & 0x7f,
-        h[offset + 1],
-        h[offset + 2],
-        h[offset + 3],
-    ]);
+    let bin = u32::from_be_bytes([h[offset] & 0x7f, h[offset + 1], h[offset + 2], h[offset + 3]]);
     let code = bin % 10u32.pow(digits);
     format!("{code:0width$}", width = digits as usize)
 }
@@ -175,13 +162,7 @@ mod tests {
     fn code_at_matches_vector_and_counts_seconds_left() {
         let s = TotpSecret::from_bytes(b"12345678901234567890".to_vec());
         let at = Utc.timestamp_opt(59, 0).single().expect("valid");
-        assert_eq!(
-            s.code_at(at),
-            Code {
-                digits: "287082".into(),
-                secs_left: 1
-            }
-        );
+        assert_eq!(s.code_at(at), Code { digits: "287082".into(), secs_left: 1 });
     }
 
     #[test]
@@ -203,18 +184,9 @@ mod tests {
         let s = TotpSecret::parse(pretty).expect("parses");
         let at = Utc.timestamp_opt(1_111_111_109, 0).single().expect("valid");
         assert_eq!(s.code_at(at).digits, "081804");
-        assert!(matches!(
-            TotpSecret::parse("  "),
-            Err(TotpSecretError::Empty)
-        ));
-        assert!(matches!(
-            TotpSecret::parse("ABCD1EFG"),
-            Err(TotpSecretError::NotBase32 { position: 5 })
-        ));
-        assert!(matches!(
-            TotpSecret::parse("ABCDEFGH"),
-            Err(TotpSecretError::TooShort { bytes: 5 })
-        ));
+        assert!(matches!(TotpSecret::parse("  "), Err(TotpSecretError::Empty)));
+        assert!(matches!(TotpSecret::parse("ABCD1EFG"), Err(TotpSecretError::NotBase32 { position: 5 })));
+        assert!(matches!(TotpSecret::parse("ABCDEFGH"), Err(TotpSecretError::TooShort { bytes: 5 })));
     }
 
     #[test]

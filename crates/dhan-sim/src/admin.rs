@@ -62,10 +62,7 @@ fn one() -> usize {
 
 async fn inject(State(s): State<Arc<Shared>>, Json(i): Json<Injection>) -> Response {
     s.faults.inject(&i.route, i.fault, i.count);
-    reply((
-        200,
-        json!({"ok": true, "pending": s.faults.pending(&i.route)}),
-    ))
+    reply((200, json!({"ok": true, "pending": s.faults.pending(&i.route)})))
 }
 
 async fn clear(State(s): State<Arc<Shared>>) -> Response {
@@ -105,10 +102,7 @@ async fn totp(State(s): State<Arc<Shared>>) -> Response {
     let now = s.clock.now();
     match s.lock().totp_now(now) {
         Some((code, secs_left)) => reply((200, json!({"code": code, "secs_left": secs_left}))),
-        None => reply((
-            500,
-            json!({"error": "the configured totp_secret is not base32"}),
-        )),
+        None => reply((500, json!({"error": "the configured totp_secret is not base32"}))),
     }
 }
 
@@ -121,10 +115,7 @@ struct Login {
 async fn login(State(s): State<Arc<Shared>>, Query(l): Query<Login>) -> Response {
     match s.lock().login(&l.consent_app_id) {
         Some(callback) => reply((200, json!({"callback_url": callback}))),
-        None => reply((
-            400,
-            json!({"error": "unknown or already used consentAppId"}),
-        )),
+        None => reply((400, json!({"error": "unknown or already used consentAppId"}))),
     }
 }
 

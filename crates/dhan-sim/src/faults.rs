@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 /// One injected failure.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "fault", rename_all = "snake_case")]
 pub enum Fault {
     /// Answer with this HTTP status and a body like Dhan's for it (500 → DH-908, 502/503 → an
@@ -32,6 +32,13 @@ pub enum Fault {
     Drop,
     /// 429 DH-904.
     RateLimit,
+    /// Any JSON reply, e.g. `{"status":"error","message":"Invalid TOTP"}` with status 200.
+    Json {
+        /// HTTP status.
+        status: u16,
+        /// The body.
+        body: serde_json::Value,
+    },
 }
 
 impl Fault {
@@ -72,10 +79,6 @@ impl Faults {
 
     /// How many faults are still queued for `route`.
     pub fn pending(&self, route: &str) -> usize {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(route)
-            .map_or(0, VecDeque::len)
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).get(route).map_or(0, VecDeque::len)
     }
 }

@@ -27,12 +27,5 @@ pub fn make(client_id: &str, iat: i64, exp: i64, consumer_type: &str) -> String 
 pub fn uuid() -> String {
     let b: Vec<u8> = (0..16).map(|_| fastrand::u8(..)).collect();
     let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!(
-        "{}-{}-4{}-a{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[13..16],
-        &h[17..20],
-        &h[20..32]
-    )
+    format!("{}-{}-4{}-a{}-{}", &h[0..8], &h[8..12], &h[13..16], &h[17..20], &h[20..32])
 }

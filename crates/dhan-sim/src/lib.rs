@@ -71,17 +71,8 @@ impl DhanSim {
         let listener = server::bind(addr)?;
         let addr = listener.local_addr()?;
         let cancel = CancellationToken::new();
-        tokio::spawn(server::serve(
-            listener,
-            Self::app(&shared),
-            shared.clone(),
-            cancel.clone(),
-        ));
-        Ok(Self {
-            shared,
-            addr,
-            cancel: Mutex::new(cancel),
-        })
+        tokio::spawn(server::serve(listener, Self::app(&shared), shared.clone(), cancel.clone()));
+        Ok(Self { shared, addr, cancel: Mutex::new(cancel) })
     }
 
     fn app(shared: &Arc<Shared>) -> axum::Router {
@@ -100,10 +91,7 @@ impl DhanSim {
 
     /// Stops listening and cuts every connection (clients see "connection refused").
     pub fn stop(&self) {
-        self.cancel
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .cancel();
+        self.cancel.lock().unwrap_or_else(|e| e.into_inner()).cancel();
     }
 
     /// Listens again on the same port, with state intact (tokens issued before still work).
@@ -111,12 +99,7 @@ impl DhanSim {
         self.stop();
         let listener = server::bind(self.addr)?;
         let cancel = CancellationToken::new();
-        tokio::spawn(server::serve(
-            listener,
-            Self::app(&self.shared),
-            self.shared.clone(),
-            cancel.clone(),
-        ));
+        tokio::spawn(server::serve(listener, Self::app(&self.shared), self.shared.clone(), cancel.clone()));
         *self.cancel.lock().unwrap_or_else(|e| e.into_inner()) = cancel;
         Ok(())
     }

@@ -35,12 +35,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
 /// A JSON reply.
 pub fn reply((status, body): Reply) -> Response {
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    (
-        status,
-        [(header::CONTENT_TYPE, "application/json")],
-        body.to_string(),
-    )
-        .into_response()
+    (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
 }
 
 fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -58,11 +53,7 @@ async fn generate_access_token(State(s): State<Arc<Shared>>, Query(q): Params) -
     ))
 }
 
-async fn generate_consent(
-    State(s): State<Arc<Shared>>,
-    Query(q): Params,
-    h: HeaderMap,
-) -> Response {
+async fn generate_consent(State(s): State<Arc<Shared>>, Query(q): Params, h: HeaderMap) -> Response {
     let now = s.clock.now();
     reply(s.lock().generate_consent(
         q.get("client_id").map(String::as_str),
@@ -97,16 +88,11 @@ async fn consume(State(s): State<Arc<Shared>>, Query(q): Params, h: HeaderMap) -
 
 async fn renew(State(s): State<Arc<Shared>>, h: HeaderMap) -> Response {
     let now = s.clock.now();
-    reply(
-        s.lock()
-            .renew(header(&h, "access-token"), header(&h, "dhanClientId"), now),
-    )
+    reply(s.lock().renew(header(&h, "access-token"), header(&h, "dhanClientId"), now))
 }
 
 async fn renew_post() -> Response {
-    reply(dh905(
-        "Missing required fields, bad values for parameters etc.",
-    ))
+    reply(dh905("Missing required fields, bad values for parameters etc."))
 }
 
 async fn account(State(s): State<Arc<Shared>>, uri: Uri, h: HeaderMap) -> Response {
@@ -134,8 +120,5 @@ async fn account(State(s): State<Arc<Shared>>, uri: Uri, h: HeaderMap) -> Respon
 
 async fn not_found(State(s): State<Arc<Shared>>, uri: Uri) -> Response {
     let now = s.clock.now();
-    reply((
-        404,
-        json!({"timestamp": now.to_rfc3339(), "status": 404, "error": "Not Found", "path": uri.path()}),
-    ))
+    reply((404, json!({"timestamp": now.to_rfc3339(), "status": 404, "error": "Not Found", "path": uri.path()})))
 }

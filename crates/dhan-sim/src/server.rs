@@ -22,23 +22,14 @@ use crate::state::api_error;
 
 /// Binds `addr` with SO_REUSEADDR so a restarted simulator gets its old port back.
 pub(crate) fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    let socket = if addr.is_ipv4() {
-        TcpSocket::new_v4()?
-    } else {
-        TcpSocket::new_v6()?
-    };
+    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;
     socket.listen(1024)
 }
 
 /// Serves until `cancel` fires, then drops the listener and every connection.
-pub(crate) async fn serve(
-    listener: TcpListener,
-    app: Router,
-    shared: Arc<Shared>,
-    cancel: CancellationToken,
-) {
+pub(crate) async fn serve(listener: TcpListener, app: Router, shared: Arc<Shared>, cancel: CancellationToken) {
     loop {
         let stream = tokio::select! {
             () = cancel.cancelled() => return,
@@ -52,11 +43,9 @@ pub(crate) async fn serve(
         };
         let (app, shared, cancel) = (app.clone(), shared.clone(), cancel.clone());
         tokio::spawn(async move {
-            let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
-                handle(app.clone(), shared.clone(), req)
-            });
-            let conn = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), svc);
+            let svc =
+                hyper::service::service_fn(move |req: Request<Incoming>| handle(app.clone(), shared.clone(), req));
+            let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc);
             tokio::select! {
                 _ = conn => {}
                 () = cancel.cancelled() => {}
@@ -67,25 +56,15 @@ pub(crate) async fn serve(
 
 /// The route name faults and counters use: the last path segment (`profile`, `generateAccessToken`).
 pub fn route_key(path: &str) -> String {
-    path.trim_end_matches('/')
-        .rsplit('/')
-        .next()
-        .unwrap_or_default()
-        .to_string()
+    path.trim_end_matches('/').rsplit('/').next().unwrap_or_default().to_string()
 }
 
-async fn handle(
-    app: Router,
-    shared: Arc<Shared>,
-    req: Request<Incoming>,
-) -> Result<Response, std::io::Error> {
+async fn handle(app: Router, shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response, std::io::Error> {
     let path = req.uri().path().to_string();
     if !path.starts_with("/__sim") {
         let key = route_key(&path);
         *shared.lock().calls.entry(key.clone()).or_default() += 1;
-        if shared.lock().config.require_user_agent
-            && !req.headers().contains_key(header::USER_AGENT)
-        {
+        if shared.lock().config.require_user_agent && !req.headers().contains_key(header::USER_AGENT) {
             return Ok(with_date(&shared, cloudfront_403()));
         }
         if let Some(fault) = shared.faults.take(&key) {
@@ -101,10 +80,7 @@ async fn handle(
             }
         }
     }
-    let resp = app
-        .oneshot(req.map(Body::new))
-        .await
-        .unwrap_or_else(|never| match never {});
+    let resp = app.oneshot(req.map(Body::new)).await.unwrap_or_else(|never| match never {});
     Ok(with_date(&shared, resp))
 }
 
@@ -153,6 +129,7 @@ fn fault_response(fault: &Fault) -> Response {
             "DH-904",
             "Too many requests on server from single user breaching rate limits. Try throttling API calls.",
         )),
+        Fault::Json { status, body } => reply((*status, body.clone())),
         Fault::Drop | Fault::Delay { .. } => reply((500, serde_json::json!({}))),
     }
 }

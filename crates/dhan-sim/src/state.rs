@@ -71,10 +71,7 @@ fn auth_error(message: &str) -> Reply {
 
 /// The api host's error body.
 pub fn api_error(status: u16, error_type: &str, code: &str, message: &str) -> Reply {
-    (
-        status,
-        json!({"errorType": error_type, "errorCode": code, "errorMessage": message}),
-    )
+    (status, json!({"errorType": error_type, "errorCode": code, "errorMessage": message}))
 }
 
 /// 401 DH-901.
@@ -95,11 +92,7 @@ pub fn dh905(message: &str) -> Reply {
 /// Dhan's expiryTime: naive IST, optionally with millis.
 pub fn ist_naive(t: DateTime<Utc>, millis: bool) -> String {
     let ist = t.with_timezone(&FixedOffset::east_opt(19_800).unwrap_or_else(|| Utc.fix()));
-    if millis {
-        ist.format("%Y-%m-%dT%H:%M:%S%.3f").to_string()
-    } else {
-        ist.format("%Y-%m-%dT%H:%M:%S").to_string()
-    }
+    if millis { ist.format("%Y-%m-%dT%H:%M:%S%.3f").to_string() } else { ist.format("%Y-%m-%dT%H:%M:%S").to_string() }
 }
 
 use chrono::Offset;
@@ -129,27 +122,11 @@ impl SimState {
         (self.tokens.get(t)?.expires_at > now).then(|| t.clone())
     }
 
-    fn issue(
-        &mut self,
-        now: DateTime<Utc>,
-        consumer_type: &'static str,
-    ) -> (String, DateTime<Utc>) {
-        let lifetime =
-            Duration::from_std(self.config.token_lifetime).unwrap_or_else(|_| Duration::hours(24));
+    fn issue(&mut self, now: DateTime<Utc>, consumer_type: &'static str) -> (String, DateTime<Utc>) {
+        let lifetime = Duration::from_std(self.config.token_lifetime).unwrap_or_else(|_| Duration::hours(24));
         let expires_at = now + lifetime;
-        let token = jwt::make(
-            &self.config.client_id,
-            now.timestamp(),
-            expires_at.timestamp(),
-            consumer_type,
-        );
-        self.tokens.insert(
-            token.clone(),
-            Issued {
-                expires_at,
-                consumer_type,
-            },
-        );
+        let token = jwt::make(&self.config.client_id, now.timestamp(), expires_at.timestamp(), consumer_type);
+        self.tokens.insert(token.clone(), Issued { expires_at, consumer_type });
         self.active = Some(token.clone());
         (token, expires_at)
     }
@@ -167,8 +144,7 @@ impl SimState {
 
     /// Whether `code` is a valid TOTP for the configured secret at `now` (±`totp_skew` windows).
     pub fn totp_ok(&self, code: &str, now: DateTime<Utc>) -> bool {
-        self.totp()
-            .is_some_and(|t| t.check(code, now.timestamp().max(0) as u64))
+        self.totp().is_some_and(|t| t.check(code, now.timestamp().max(0) as u64))
     }
 
     /// The current code, for the admin API and demos.
@@ -179,21 +155,9 @@ impl SimState {
     }
 
     fn totp(&self) -> Option<TOTP> {
-        let bytes = totp_rs::Secret::Encoded(
-            self.config
-                .totp_secret
-                .to_ascii_uppercase()
-                .replace(' ', ""),
-        )
-        .to_bytes()
-        .ok()?;
-        Some(TOTP::new_unchecked(
-            Algorithm::SHA1,
-            6,
-            self.config.totp_skew,
-            30,
-            bytes,
-        ))
+        let bytes =
+            totp_rs::Secret::Encoded(self.config.totp_secret.to_ascii_uppercase().replace(' ', "")).to_bytes().ok()?;
+        Some(TOTP::new_unchecked(Algorithm::SHA1, 6, self.config.totp_skew, 30, bytes))
     }
 
     /// `POST /app/generateAccessToken`.
@@ -227,8 +191,7 @@ impl SimState {
     }
 
     fn app_credentials_ok(&self, app_id: Option<&str>, app_secret: Option<&str>) -> bool {
-        app_id == Some(self.config.api_key.as_str())
-            && app_secret == Some(self.config.api_secret.as_str())
+        app_id == Some(self.config.api_key.as_str()) && app_secret == Some(self.config.api_secret.as_str())
     }
 
     /// `POST /app/generate-consent`.
@@ -243,26 +206,16 @@ impl SimState {
             return (401, json!({"status": "error", "message": "Unauthorized"}));
         }
         if client != Some(self.config.client_id.as_str()) {
-            return (
-                400,
-                json!({"status": "error", "message": "Invalid client_id"}),
-            );
+            return (400, json!({"status": "error", "message": "Invalid client_id"}));
         }
-        self.consents_today
-            .retain(|t| now - *t < Duration::hours(24));
+        self.consents_today.retain(|t| now - *t < Duration::hours(24));
         if self.consents_today.len() >= self.config.consents_per_day as usize {
-            return (
-                400,
-                json!({"status": "error", "message": "Consent limit for the day reached"}),
-            );
+            return (400, json!({"status": "error", "message": "Consent limit for the day reached"}));
         }
         self.consents_today.push(now);
         let id = jwt::uuid();
         self.consents.insert(id.clone(), ConsentStatus::Generated);
-        (
-            200,
-            json!({"consentAppId": id, "consentAppStatus": "GENERATED", "status": "success"}),
-        )
+        (200, json!({"consentAppId": id, "consentAppStatus": "GENERATED", "status": "success"}))
     }
 
     /// `GET /login/consentApp-login`: the human step. Returns the redirect target.
@@ -274,11 +227,7 @@ impl SimState {
         *status = ConsentStatus::LoggedIn;
         let token_id = jwt::uuid();
         self.token_ids.insert(token_id.clone(), false);
-        let sep = if self.config.redirect_url.contains('?') {
-            '&'
-        } else {
-            '?'
-        };
+        let sep = if self.config.redirect_url.contains('?') { '&' } else { '?' };
         let base = self.config.redirect_url.trim_end_matches('/');
         Some(format!("{base}/{sep}tokenId={token_id}"))
     }
@@ -300,10 +249,7 @@ impl SimState {
         match self.token_ids.get_mut(token_id) {
             Some(used) if !*used => *used = true,
             _ => {
-                return (
-                    400,
-                    json!({"status": "error", "message": "Invalid or expired tokenId"}),
-                );
+                return (400, json!({"status": "error", "message": "Invalid or expired tokenId"}));
             }
         }
         self.issued_count += 1;
@@ -312,11 +258,7 @@ impl SimState {
     }
 
     /// Checks an access token for the api routes.
-    pub fn check_token(
-        &self,
-        token: Option<&str>,
-        now: DateTime<Utc>,
-    ) -> Result<&Issued, TokenCheck> {
+    pub fn check_token(&self, token: Option<&str>, now: DateTime<Utc>) -> Result<&Issued, TokenCheck> {
         let token = token.ok_or(TokenCheck::Unknown)?;
         let issued = self.tokens.get(token).ok_or(TokenCheck::Unknown)?;
         if self.active.as_deref() != Some(token) {
@@ -331,20 +273,13 @@ impl SimState {
     /// The error reply for a refused token.
     pub fn token_refusal(&self, why: TokenCheck) -> Reply {
         match (why, self.config.superseded) {
-            (TokenCheck::Superseded, Superseded::Dh906) => {
-                api_error(401, "Order_Error", "DH-906", "Invalid Token")
-            }
+            (TokenCheck::Superseded, Superseded::Dh906) => api_error(401, "Order_Error", "DH-906", "Invalid Token"),
             _ => dh901(),
         }
     }
 
     /// `GET /v2/RenewToken`.
-    pub fn renew(
-        &mut self,
-        token: Option<&str>,
-        client_header: Option<&str>,
-        now: DateTime<Utc>,
-    ) -> Reply {
+    pub fn renew(&mut self, token: Option<&str>, client_header: Option<&str>, now: DateTime<Utc>) -> Reply {
         let consumer = match self.check_token(token, now) {
             Ok(i) => i.consumer_type,
             Err(why) => return self.token_refusal(why),
@@ -357,9 +292,7 @@ impl SimState {
                 RenewApp::Succeed => {}
                 RenewApp::Dh901 => return dh901(),
                 RenewApp::Dh905 => {
-                    return dh905(
-                        "Token renewal is only supported for tokens generated from Dhan Web",
-                    );
+                    return dh905("Token renewal is only supported for tokens generated from Dhan Web");
                 }
             }
         }
@@ -387,11 +320,7 @@ impl SimState {
 
     /// Counts an account-route call; `false` when over the per-second limit.
     pub fn within_rate_limit(&mut self, now: DateTime<Utc>) -> bool {
-        while self
-            .recent_api_calls
-            .front()
-            .is_some_and(|t| now - *t >= Duration::seconds(1))
-        {
+        while self.recent_api_calls.front().is_some_and(|t| now - *t >= Duration::seconds(1)) {
             self.recent_api_calls.pop_front();
         }
         if self.recent_api_calls.len() >= self.config.rate_limit_per_sec as usize {
@@ -403,8 +332,7 @@ impl SimState {
 
     /// `GET /v2/profile` body for a token expiring at `expires_at`.
     pub fn profile(&self, expires_at: DateTime<Utc>) -> Value {
-        let ist =
-            expires_at.with_timezone(&FixedOffset::east_opt(19_800).unwrap_or_else(|| Utc.fix()));
+        let ist = expires_at.with_timezone(&FixedOffset::east_opt(19_800).unwrap_or_else(|| Utc.fix()));
         let mut body = json!({
             "dhanClientId": self.config.client_id,
             "tokenValidity": ist.format("%d/%m/%Y %H:%M").to_string(),
@@ -431,37 +359,22 @@ mod tests {
     use super::*;
 
     fn now() -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339("2026-11-25T03:00:00Z")
-            .map(|t| t.with_timezone(&Utc))
-            .unwrap_or_default()
+        DateTime::parse_from_rfc3339("2026-11-25T03:00:00Z").map(|t| t.with_timezone(&Utc)).unwrap_or_default()
     }
 
     #[test]
     fn a_new_token_supersedes_the_old_and_the_cooldown_holds() {
-        let mut s = SimState::new(SimConfig {
-            mint_cooldown: std::time::Duration::from_secs(120),
-            ..SimConfig::default()
-        });
+        let mut s =
+            SimState::new(SimConfig { mint_cooldown: std::time::Duration::from_secs(120), ..SimConfig::default() });
         let (code, _) = s.totp_now(now()).unwrap_or_default();
-        let (status, body) =
-            s.generate_access_token(Some("1000000001"), Some("123456"), Some(&code), now());
+        let (status, body) = s.generate_access_token(Some("1000000001"), Some("123456"), Some(&code), now());
         assert_eq!(status, 200);
         let first = body["accessToken"].as_str().unwrap_or_default().to_string();
         assert_eq!(body["expiryTime"], "2026-11-26T08:30:00.000");
-        let (_, again) = s.generate_access_token(
-            Some("1000000001"),
-            Some("123456"),
-            Some(&code),
-            now() + Duration::seconds(60),
-        );
-        assert_eq!(
-            again["message"],
-            "Token can be generated once every 2 minutes."
-        );
+        let (_, again) =
+            s.generate_access_token(Some("1000000001"), Some("123456"), Some(&code), now() + Duration::seconds(60));
+        assert_eq!(again["message"], "Token can be generated once every 2 minutes.");
         s.mint_elsewhere(now());
-        assert_eq!(
-            s.check_token(Some(&first), now()).err(),
-            Some(TokenCheck::Superseded)
-        );
+        assert_eq!(s.check_token(Some(&first), now()).err(), Some(TokenCheck::Superseded));
     }
 }

@@ -22,21 +22,16 @@ pub const CLOCK_WARN_SECS: f64 = 3.0;
 /// Runs every check and prints one line each. Exit 0 when all pass.
 pub async fn check(cfg: &Config, clock: &dyn Clock) -> ExitCode {
     let mut failed = false;
-    let origin = cfg
-        .path
-        .as_ref()
-        .map(|p| p.display().to_string())
-        .unwrap_or_else(|| "environment only".into());
+    let origin = cfg.path.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "environment only".into());
     println!("✅ Config      {origin}");
     println!("   Mode        {}", cfg.mode());
     for w in &cfg.warnings {
         println!("⚠️  Config      {w}");
     }
     match (&cfg.telegram_bot_token, cfg.telegram_chat_id) {
-        (Some(_), Some(chat)) => println!(
-            "   Telegram    alerts to chat {chat}, admin {}",
-            cfg.admin_chat_id.unwrap_or(chat)
-        ),
+        (Some(_), Some(chat)) => {
+            println!("   Telegram    alerts to chat {chat}, admin {}", cfg.admin_chat_id.unwrap_or(chat))
+        }
         _ => println!("⚠️  Telegram    not configured: no alerts, no remote control"),
     }
 
@@ -44,11 +39,7 @@ pub async fn check(cfg: &Config, clock: &dyn Clock) -> ExitCode {
     let now = clock.now();
     let token = match store.load() {
         Ok(Some(t)) if t.is_expired(now) => {
-            println!(
-                "⚠️  Token file  {}: expired {}",
-                store.path().display(),
-                ist::human(&t.expires_at)
-            );
+            println!("⚠️  Token file  {}: expired {}", store.path().display(), ist::human(&t.expires_at));
             None
         }
         Ok(Some(t)) => {
@@ -79,11 +70,7 @@ pub async fn check(cfg: &Config, clock: &dyn Clock) -> ExitCode {
         }
     };
     match client.probe_auth().await {
-        Ok(p) => println!(
-            "✅ Dhan auth   {} answered in {} ms",
-            cfg.dhan_auth_url,
-            p.rtt.as_millis()
-        ),
+        Ok(p) => println!("✅ Dhan auth   {} answered in {} ms", cfg.dhan_auth_url, p.rtt.as_millis()),
         Err(e) => {
             println!("❌ Dhan auth   {e}");
             failed = true;
@@ -92,32 +79,27 @@ pub async fn check(cfg: &Config, clock: &dyn Clock) -> ExitCode {
     let before = clock.now();
     match client.probe_api().await {
         Ok(p) => {
-            println!(
-                "✅ Dhan api    {} answered in {} ms",
-                cfg.dhan_api_url,
-                p.rtt.as_millis()
-            );
+            println!("✅ Dhan api    {} answered in {} ms", cfg.dhan_api_url, p.rtt.as_millis());
             match p.server_date {
                 Some(server) => {
                     let midpoint = before + Duration::from_std(p.rtt / 2).unwrap_or_default();
                     // The header truncates to whole seconds: the server was on average 0.5 s later.
                     let offset = (server - midpoint).num_milliseconds() as f64 / 1000.0 + 0.5;
                     let ahead = if offset > 0.0 { "behind" } else { "ahead of" };
+                    let said = if offset.abs() < 1.0 {
+                        "within 1 s of Dhan".to_string()
+                    } else {
+                        format!("{:.1} s {ahead} Dhan", offset.abs())
+                    };
                     let (mark, note) = if offset.abs() > CLOCK_FAIL_SECS {
                         failed = true;
-                        (
-                            "❌",
-                            " — TOTP codes will be refused; turn on NTP (timedatectl set-ntp true)",
-                        )
+                        ("❌", " — TOTP codes will be refused; turn on NTP (timedatectl set-ntp true)")
                     } else if offset.abs() > CLOCK_WARN_SECS {
                         ("⚠️ ", " — TOTP may fail near window edges; check NTP")
                     } else {
                         ("✅", "")
                     };
-                    println!(
-                        "{mark} Clock       this machine is {:.1} s {ahead} Dhan{note}",
-                        offset.abs()
-                    );
+                    println!("{mark} Clock       this machine is {said}{note}");
                 }
                 None => {
                     println!("⚠️  Clock       Dhan sent no Date header; cannot measure the offset")
@@ -143,11 +125,7 @@ pub async fn check(cfg: &Config, clock: &dyn Clock) -> ExitCode {
             Err(e) => println!("⚠️  Token       could not verify: {e}"),
         }
     }
-    if failed {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    }
+    if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS }
 }
 
 fn or_dash(s: &str) -> &str {

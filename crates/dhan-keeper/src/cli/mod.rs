@@ -19,12 +19,7 @@ use crate::dhan::{DhanClient, DhanError};
 
 /// Builds the Dhan client the config describes.
 pub fn dhan_client(cfg: &Config) -> Result<DhanClient, DhanError> {
-    DhanClient::new(
-        cfg.dhan_auth_url.clone(),
-        cfg.dhan_api_url.clone(),
-        cfg.client_id.clone(),
-        cfg.dhan_timeout,
-    )
+    DhanClient::new(cfg.dhan_auth_url.clone(), cfg.dhan_api_url.clone(), cfg.client_id.clone(), cfg.dhan_timeout)
 }
 
 /// `dhan-keeper totp`: the current code and its seconds left.

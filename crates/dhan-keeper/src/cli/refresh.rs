@@ -37,12 +37,7 @@ pub async fn refresh(cfg: &Config, clock: &dyn Clock) -> anyhow::Result<ExitCode
             return Err(e).context("the current token file is unusable; fix its permissions first");
         }
     };
-    if let Some(Token {
-        source: Some(TokenSource::Totp),
-        obtained_at: Some(at),
-        ..
-    }) = &previous
-    {
+    if let Some(Token { source: Some(TokenSource::Totp), obtained_at: Some(at), .. }) = &previous {
         let at = at.with_timezone(&chrono::Utc);
         let wait = at + MINT_COOLDOWN - now;
         if wait > chrono::Duration::zero() {
@@ -54,26 +49,17 @@ pub async fn refresh(cfg: &Config, clock: &dyn Clock) -> anyhow::Result<ExitCode
         }
     }
     let client = super::dhan_client(cfg)?;
-    let minted = mint_with_totp(&client, pin, totp, clock)
-        .await
-        .context("could not mint a new token")?;
+    let minted = mint_with_totp(&client, pin, totp, clock).await.context("could not mint a new token")?;
     if let Some(other) = minted.client_id.as_deref().filter(|c| *c != cfg.client_id) {
-        bail!(
-            "Dhan issued a token for client {other}, not {}; check client_id in the config",
-            cfg.client_id
-        );
+        bail!("Dhan issued a token for client {other}, not {}; check client_id in the config", cfg.client_id);
     }
     let token = Token::from_minted(minted, TokenSource::Totp, clock.now());
-    store
-        .save(&token)
-        .context("the new token could not be saved (the old one is already dead at Dhan)")?;
+    store.save(&token).context("the new token could not be saved (the old one is already dead at Dhan)")?;
     let left = ist::human_duration(token.remaining(clock.now()));
     println!("✅ New token saved to {}", store.path().display());
     println!("   expires {} (in {left})", ist::human(&token.expires_at));
     if previous.is_some_and(|p| !p.is_expired(now)) {
-        println!(
-            "   the previous token is now invalid at Dhan; programs holding it must re-read the token file"
-        );
+        println!("   the previous token is now invalid at Dhan; programs holding it must re-read the token file");
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -39,40 +39,22 @@ pub fn status(cfg: &Config, clock: &dyn Clock, as_json: bool) -> ExitCode {
         println!("Token file  {}", store.path().display());
         println!("Mode        {}", cfg.mode());
         match (state, token) {
-            ("valid", Some(t)) => print_token(
-                t,
-                now,
-                "✅ valid",
-                ist::human_duration(t.remaining(now)) + " left",
-            ),
+            ("valid", Some(t)) => print_token(t, now, "✅ valid", ist::human_duration(t.remaining(now)) + " left"),
             ("expired", Some(t)) => {
-                print_token(
-                    t,
-                    now,
-                    "❌ expired",
-                    format!("{} ago", ist::human_duration(-t.remaining(now))),
-                );
+                print_token(t, now, "❌ expired", format!("{} ago", ist::human_duration(-t.remaining(now))));
             }
-            ("missing", _) => println!(
-                "State       ⚪ no token yet; run `dhan-keeper refresh` (automatic mode) or start the bot"
-            ),
+            ("missing", _) => {
+                println!("State       ⚪ no token yet; run `dhan-keeper refresh` (automatic mode) or start the bot")
+            }
             _ => println!("State       ❌ {state}: {}", error.unwrap_or_default()),
         }
     }
-    if state == "valid" {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    }
+    if state == "valid" { ExitCode::SUCCESS } else { ExitCode::FAILURE }
 }
 
 fn print_token(t: &Token, _now: chrono::DateTime<chrono::Utc>, state: &str, left: String) {
     println!("State       {state} ({left})");
-    println!(
-        "Expires     {} ({})",
-        ist::human(&t.expires_at),
-        ist::to_ist(&t.expires_at).to_rfc3339()
-    );
+    println!("Expires     {} ({})", ist::human(&t.expires_at), ist::to_ist(&t.expires_at).to_rfc3339());
     if let Some(o) = &t.obtained_at {
         let via = t.source.map(|s| format!(" via {s}")).unwrap_or_default();
         println!("Obtained    {}{via}", ist::human(o));
@@ -99,10 +81,7 @@ pub fn token(cfg: &Config, clock: &dyn Clock) -> ExitCode {
             ExitCode::FAILURE
         }
         Ok(None) => {
-            eprintln!(
-                "error: no token in {}; run `dhan-keeper refresh` first",
-                store.path().display()
-            );
+            eprintln!("error: no token in {}; run `dhan-keeper refresh` first", store.path().display());
             ExitCode::FAILURE
         }
         Err(e) => {

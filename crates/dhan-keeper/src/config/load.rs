@@ -54,16 +54,9 @@ pub fn default_path() -> PathBuf {
     PathBuf::from("dhan_config.json")
 }
 
-pub(super) fn load(
-    explicit: Option<PathBuf>,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Result<Config, ConfigError> {
+pub(super) fn load(explicit: Option<PathBuf>, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
     let path = explicit
-        .or_else(|| {
-            env("DHAN_KEEPER_CONFIG")
-                .filter(|p| !p.is_empty())
-                .map(PathBuf::from)
-        })
+        .or_else(|| env("DHAN_KEEPER_CONFIG").filter(|p| !p.is_empty()).map(PathBuf::from))
         .unwrap_or_else(default_path);
     let mut warnings = Vec::new();
     let (mut map, from_file) = match std::fs::read_to_string(&path) {
@@ -85,24 +78,16 @@ pub(super) fn load(
     read_secret_files(&mut map, &mut problems);
     for key in map.keys() {
         if !KNOWN_KEYS.contains(&key.as_str()) {
-            warnings.push(format!(
-                "unknown key `{key}` in the config is ignored (check the spelling)"
-            ));
+            warnings.push(format!("unknown key `{key}` in the config is ignored (check the spelling)"));
         }
     }
     let base_dir = if from_file {
-        path.parent()
-            .map(Path::to_path_buf)
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or_else(|| PathBuf::from("."))
+        path.parent().map(Path::to_path_buf).filter(|p| !p.as_os_str().is_empty()).unwrap_or_else(|| PathBuf::from("."))
     } else {
         PathBuf::from(".")
     };
-    let origin = if from_file {
-        format!("config file {}", path.display())
-    } else {
-        "the DHAN_KEEPER_* environment".to_string()
-    };
+    let origin =
+        if from_file { format!("config file {}", path.display()) } else { "the DHAN_KEEPER_* environment".to_string() };
     match validate::validate(&map, &base_dir, problems) {
         Ok(mut cfg) => {
             cfg.path = from_file.then_some(path);
@@ -119,10 +104,7 @@ fn parse_object(path: &Path, text: &str) -> Result<Map<String, Value>, ConfigErr
         Ok(Value::Object(map)) => Ok(map),
         Ok(other) => Err(ConfigError::Syntax {
             path: path.to_path_buf(),
-            detail: format!(
-                "expected an object like {{\"client_id\": \"...\"}}, found {}",
-                kind(&other)
-            ),
+            detail: format!("expected an object like {{\"client_id\": \"...\"}}, found {}", kind(&other)),
         }),
         Err(e) => Err(ConfigError::Syntax {
             path: path.to_path_buf(),
@@ -149,10 +131,7 @@ fn overlay_env(map: &mut Map<String, Value>, env: &dyn Fn(&str) -> Option<String
         if let Some(v) = env(&var) {
             let value = if *key == "on_refresh" {
                 // An argv list: JSON array in the variable; a bare string is a one-word command.
-                serde_json::from_str::<Value>(&v)
-                    .ok()
-                    .filter(Value::is_array)
-                    .unwrap_or(Value::String(v))
+                serde_json::from_str::<Value>(&v).ok().filter(Value::is_array).unwrap_or(Value::String(v))
             } else {
                 Value::String(v)
             };
@@ -178,17 +157,12 @@ fn read_secret_files(map: &mut Map<String, Value>, problems: &mut Vec<String>) {
             continue;
         };
         if map.contains_key(*key) {
-            problems.push(format!(
-                "`{key}` and `{file_key}` are both set; keep only one"
-            ));
+            problems.push(format!("`{key}` and `{file_key}` are both set; keep only one"));
             continue;
         }
         match std::fs::read_to_string(&file) {
             Ok(text) => {
-                map.insert(
-                    (*key).to_string(),
-                    Value::String(text.trim_end_matches(['\n', '\r']).to_string()),
-                );
+                map.insert((*key).to_string(), Value::String(text.trim_end_matches(['\n', '\r']).to_string()));
             }
             Err(e) => problems.push(format!("`{file_key}`: cannot read {file}: {e}")),
         }

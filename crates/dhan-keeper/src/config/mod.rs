@@ -45,14 +45,7 @@ pub const KNOWN_KEYS: &[&str] = &[
 ];
 
 /// Keys that hold secrets: never echoed, and also readable from `<key>_file`.
-pub const SECRET_KEYS: &[&str] = &[
-    "api_key",
-    "api_secret",
-    "totp_secret",
-    "pin",
-    "telegram_bot_token",
-    "http_token",
-];
+pub const SECRET_KEYS: &[&str] = &["api_key", "api_secret", "totp_secret", "pin", "telegram_bot_token", "http_token"];
 
 /// How tokens are obtained.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -145,29 +138,19 @@ impl Config {
     }
 
     /// Loads with an injected environment, for tests.
-    pub fn load_with_env(
-        explicit: Option<PathBuf>,
-        env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<Self, ConfigError> {
+    pub fn load_with_env(explicit: Option<PathBuf>, env: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         load::load(explicit, env)
     }
 
     /// Which way tokens are obtained.
     pub fn mode(&self) -> Mode {
-        if self.pin.is_some() && self.totp_secret.is_some() {
-            Mode::Automatic
-        } else {
-            Mode::Consent
-        }
+        if self.pin.is_some() && self.totp_secret.is_some() { Mode::Automatic } else { Mode::Consent }
     }
 
     /// The lock file that keeps two processes from minting at once.
     pub fn lock_file(&self) -> PathBuf {
-        let mut name = self
-            .token_file
-            .file_name()
-            .map(|n| n.to_os_string())
-            .unwrap_or_else(|| "dhan_token.json".into());
+        let mut name =
+            self.token_file.file_name().map(|n| n.to_os_string()).unwrap_or_else(|| "dhan_token.json".into());
         name.push(".lock");
         self.token_file.with_file_name(name)
     }

@@ -44,9 +44,7 @@ impl Reader<'_> {
     /// Placeholders copied from the prototype's example (`YOUR_CLIENT_ID`) are reported as such.
     fn not_placeholder(&mut self, key: &str, v: String, what: &str) -> Option<String> {
         if v.to_ascii_uppercase().starts_with("YOUR_") {
-            self.problem(format!(
-                "`{key}` is still the example placeholder; replace it with {what}"
-            ));
+            self.problem(format!("`{key}` is still the example placeholder; replace it with {what}"));
             return None;
         }
         Some(v)
@@ -59,11 +57,7 @@ impl Reader<'_> {
 
     fn chat_id(&mut self, key: &str) -> Option<i64> {
         let v = self.text(key)?;
-        let v = self.not_placeholder(
-            key,
-            v,
-            "the numeric chat id (message @userinfobot to see yours)",
-        )?;
+        let v = self.not_placeholder(key, v, "the numeric chat id (message @userinfobot to see yours)")?;
         match v.parse::<i64>() {
             Ok(id) if id != 0 => Some(id),
             _ => {
@@ -79,21 +73,15 @@ impl Reader<'_> {
     fn url(&mut self, key: &str, default: &str) -> Option<Url> {
         let raw = self.text(key).unwrap_or_else(|| default.to_string());
         match Url::parse(&raw) {
-            Ok(u)
-                if matches!(u.scheme(), "http" | "https")
-                    && u.has_host()
-                    && u.query().is_none() =>
-            {
-                Some(u)
-            }
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.has_host() && u.query().is_none() => Some(u),
             Ok(_) => {
-                self.problem(format!("`{key}` must be an http(s) base URL without a query, like {default}; got {raw:?}"));
+                self.problem(format!(
+                    "`{key}` must be an http(s) base URL without a query, like {default}; got {raw:?}"
+                ));
                 None
             }
             Err(e) => {
-                self.problem(format!(
-                    "`{key}` is not a URL ({e}): {raw:?}; expected something like {default}"
-                ));
+                self.problem(format!("`{key}` is not a URL ({e}): {raw:?}; expected something like {default}"));
                 None
             }
         }
@@ -105,16 +93,12 @@ impl Reader<'_> {
         };
         match humantime::parse_duration(&raw) {
             Ok(d) if d.is_zero() || d >= DAY => {
-                self.problem(format!(
-                    "`{key}` must be more than 0 and less than 24h (tokens live 24h); got {raw:?}"
-                ));
+                self.problem(format!("`{key}` must be more than 0 and less than 24h (tokens live 24h); got {raw:?}"));
                 None
             }
             Ok(d) => Some(d),
             Err(e) => {
-                self.problem(format!(
-                    "`{key}` is not a duration ({e}); write it like \"2h\", \"30m\" or \"1h 30m\""
-                ));
+                self.problem(format!("`{key}` is not a duration ({e}); write it like \"2h\", \"30m\" or \"1h 30m\""));
                 None
             }
         }
@@ -126,27 +110,17 @@ pub(super) fn validate(
     base_dir: &Path,
     problems: Vec<String>,
 ) -> Result<Config, Vec<String>> {
-    let mut r = Reader {
-        map,
-        problems,
-        warnings: Vec::new(),
-    };
+    let mut r = Reader { map, problems, warnings: Vec::new() };
 
     let client_id = client_id(&mut r);
     let api_key = r.secret("api_key", "the API key from Dhan Web → Access DhanHQ APIs");
-    let api_secret = r.secret(
-        "api_secret",
-        "the API secret from Dhan Web → Access DhanHQ APIs",
-    );
+    let api_secret = r.secret("api_secret", "the API secret from Dhan Web → Access DhanHQ APIs");
     let totp_secret = totp_secret(&mut r);
     let pin = pin(&mut r);
     let telegram_bot_token = bot_token(&mut r);
     let telegram_chat_id = r.chat_id("telegram_chat_id");
     let admin_chat_id = r.chat_id("admin_chat_id").or(telegram_chat_id);
-    let token_file = r
-        .text("token_file")
-        .map(|p| base_dir.join(p))
-        .unwrap_or_else(|| base_dir.join("dhan_token.json"));
+    let token_file = r.text("token_file").map(|p| base_dir.join(p)).unwrap_or_else(|| base_dir.join("dhan_token.json"));
     let alert_before = r.duration("alert_before", Duration::from_secs(2 * 3600));
     let refresh_before = r.duration("refresh_before", Duration::from_secs(30 * 60));
     let market_hours = market_hours(&mut r);
@@ -183,14 +157,10 @@ pub(super) fn validate(
         r.problem("`telegram_bot_token` is set but `telegram_chat_id` is missing; alerts need somewhere to go".into());
     }
     if matches!(http_listen, Some(Some(_))) && http_token.is_none() && !has(&r, "http_token") {
-        r.warnings
-            .push("`http_listen` is set without `http_token`: GET /token stays disabled".into());
+        r.warnings.push("`http_listen` is set without `http_token`: GET /token stays disabled".into());
     }
     if http_token.as_ref().is_some_and(|t| t.expose().len() < 16) {
-        r.problem(
-            "`http_token` must be at least 16 characters; generate one with: openssl rand -hex 24"
-                .into(),
-        );
+        r.problem("`http_token` must be at least 16 characters; generate one with: openssl rand -hex 24".into());
     }
 
     if !r.problems.is_empty() {
@@ -220,9 +190,7 @@ pub(super) fn validate(
         dhan_timeout,
     )
     else {
-        return Err(vec![
-            "internal: a key failed without a message; please report this".into(),
-        ]);
+        return Err(vec!["internal: a key failed without a message; please report this".into()]);
     };
     Ok(Config {
         path: None,
@@ -256,28 +224,21 @@ fn has(r: &Reader<'_>, key: &str) -> bool {
 
 fn client_id(r: &mut Reader<'_>) -> Option<String> {
     let Some(v) = r.text("client_id") else {
-        r.problem(
-            "`client_id` is missing; set it to your Dhan client ID (Dhan Web → My Profile)".into(),
-        );
+        r.problem("`client_id` is missing; set it to your Dhan client ID (Dhan Web → My Profile)".into());
         return None;
     };
-    let v = r.not_placeholder(
-        "client_id",
-        v,
-        "your Dhan client ID (Dhan Web → My Profile)",
-    )?;
+    let v = r.not_placeholder("client_id", v, "your Dhan client ID (Dhan Web → My Profile)")?;
     if !v.chars().all(|c| c.is_ascii_alphanumeric()) || v.len() > 32 {
-        r.problem(format!("`client_id` must be your Dhan client ID, letters and digits only (like 1000000001); got {v:?}"));
+        r.problem(format!(
+            "`client_id` must be your Dhan client ID, letters and digits only (like 1000000001); got {v:?}"
+        ));
         return None;
     }
     Some(v)
 }
 
 fn totp_secret(r: &mut Reader<'_>) -> Option<TotpSecret> {
-    let s = r.secret(
-        "totp_secret",
-        "the TOTP secret from Dhan Web → DhanHQ Trading APIs → Setup TOTP",
-    )?;
+    let s = r.secret("totp_secret", "the TOTP secret from Dhan Web → DhanHQ Trading APIs → Setup TOTP")?;
     match TotpSecret::parse(s.expose()) {
         Ok(t) => Some(t),
         Err(e) => {
@@ -294,7 +255,9 @@ fn pin(r: &mut Reader<'_>) -> Option<Secret> {
     let s = r.secret("pin", "your Dhan PIN")?;
     let ok = s.expose().chars().all(|c| c.is_ascii_digit()) && (4..=8).contains(&s.expose().len());
     if !ok {
-        r.problem("`pin` must be your Dhan login PIN: 4 to 8 digits, nothing else (write it as a string: \"123456\")".into());
+        r.problem(
+            "`pin` must be your Dhan login PIN: 4 to 8 digits, nothing else (write it as a string: \"123456\")".into(),
+        );
         return None;
     }
     Some(s)
@@ -309,9 +272,7 @@ fn bot_token(r: &mut Reader<'_>) -> Option<Secret> {
                 && !id.starts_with('0')
                 && id.chars().all(|c| c.is_ascii_digit())
                 && rest.len() >= 20
-                && rest
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+                && rest.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
         });
     if !well_formed {
         r.problem(
@@ -352,14 +313,9 @@ fn on_refresh(r: &mut Reader<'_>) -> Option<Option<Vec<String>>> {
     match r.map.get("on_refresh") {
         None | Some(Value::Null) => Some(None),
         Some(Value::Array(items)) => {
-            let argv: Option<Vec<String>> = items
-                .iter()
-                .map(|v| v.as_str().map(str::to_string))
-                .collect();
+            let argv: Option<Vec<String>> = items.iter().map(|v| v.as_str().map(str::to_string)).collect();
             match argv {
-                Some(argv) if argv.first().is_some_and(|p| !p.trim().is_empty()) => {
-                    Some(Some(argv))
-                }
+                Some(argv) if argv.first().is_some_and(|p| !p.trim().is_empty()) => Some(Some(argv)),
                 _ => {
                     r.problem(hint.into());
                     None
@@ -391,9 +347,7 @@ fn http_listen(r: &mut Reader<'_>) -> Option<Option<SocketAddr>> {
             None
         }
         None => {
-            r.problem(format!(
-                "`http_listen` must be an address with a port, like \"127.0.0.1:8765\"; got {raw:?}"
-            ));
+            r.problem(format!("`http_listen` must be an address with a port, like \"127.0.0.1:8765\"; got {raw:?}"));
             None
         }
     }

@@ -15,9 +15,7 @@ use serde::Deserialize;
 pub enum DhanError {
     /// The access token is dead: expired, superseded by a newer one, or garbage (401, DH-901,
     /// DH-906 "Invalid Token", data codes 807–810).
-    #[error(
-        "Dhan rejected the access token ({message}); it is expired or was replaced by a newer token"
-    )]
+    #[error("Dhan rejected the access token ({message}); it is expired or was replaced by a newer token")]
     AuthFailed {
         /// Dhan's words.
         message: String,
@@ -41,17 +39,13 @@ pub enum DhanError {
     )]
     InvalidTotp,
     /// Client id, PIN, API key or secret refused; retrying will not help.
-    #[error(
-        "Dhan refused the credentials ({message}); check client_id and pin (or api_key and api_secret)"
-    )]
+    #[error("Dhan refused the credentials ({message}); check client_id and pin (or api_key and api_secret)")]
     BadCredentials {
         /// Dhan's words.
         message: String,
     },
     /// A consent `tokenId` that is unknown, already used or expired.
-    #[error(
-        "Dhan refused the tokenId ({message}); it was already used or has expired; log in again for a new one"
-    )]
+    #[error("Dhan refused the tokenId ({message}); it was already used or has expired; log in again for a new one")]
     InvalidTokenId {
         /// Dhan's words.
         message: String,
@@ -169,11 +163,7 @@ pub(crate) fn classify_api_error(status: u16, body: &[u8]) -> Result<(), DhanErr
     let message = if parsed.error_message.is_empty() {
         serde_json::from_slice::<serde_json::Value>(body)
             .ok()
-            .and_then(|v| {
-                v.get("message")
-                    .and_then(|m| m.as_str())
-                    .map(str::to_string)
-            })
+            .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(str::to_string))
             .unwrap_or_default()
     } else {
         parsed.error_message.clone()
@@ -188,39 +178,24 @@ pub(crate) fn classify_api_error(status: u16, body: &[u8]) -> Result<(), DhanErr
         || (code == "DH-906" && message.to_ascii_lowercase().contains("invalid token"))
         || matches!(data_code.as_str(), "807" | "808" | "809" | "810")
     {
-        return Err(DhanError::AuthFailed {
-            message: fallback(message, "invalid or expired token"),
-        });
+        return Err(DhanError::AuthFailed { message: fallback(message, "invalid or expired token") });
     }
     if status == 429 || code == "DH-904" || data_code == "805" {
-        return Err(DhanError::RateLimited {
-            message: fallback(message, "too many requests"),
-        });
+        return Err(DhanError::RateLimited { message: fallback(message, "too many requests") });
     }
     if status >= 500 {
         return Err(DhanError::Upstream { status, message });
     }
-    Err(DhanError::Api {
-        status,
-        code: fallback(code.to_string(), "-"),
-        message: fallback(message, "no details"),
-    })
+    Err(DhanError::Api { status, code: fallback(code.to_string(), "-"), message: fallback(message, "no details") })
 }
 
 /// What a `{"status":"error","message":...}` from the auth host's mint route means.
 pub(crate) fn classify_mint_message(message: &str) -> DhanError {
     let lower = message.to_ascii_lowercase();
-    if lower.contains("totp")
-        && (lower.contains("invalid") || lower.contains("incorrect") || lower.contains("wrong"))
-    {
+    if lower.contains("totp") && (lower.contains("invalid") || lower.contains("incorrect") || lower.contains("wrong")) {
         DhanError::InvalidTotp
-    } else if lower.contains("2 minutes")
-        || lower.contains("once every")
-        || lower.contains("two minutes")
-    {
-        DhanError::MintCooldown {
-            retry_after: Duration::from_secs(120),
-        }
+    } else if lower.contains("2 minutes") || lower.contains("once every") || lower.contains("two minutes") {
+        DhanError::MintCooldown { retry_after: Duration::from_secs(120) }
     } else if lower.contains("credential")
         || lower.contains("pin")
         || lower.contains("login failed")
@@ -228,30 +203,19 @@ pub(crate) fn classify_mint_message(message: &str) -> DhanError {
         || lower.contains("not enabled")
         || lower.contains("unauthori")
     {
-        DhanError::BadCredentials {
-            message: clip(message),
-        }
+        DhanError::BadCredentials { message: clip(message) }
     } else {
-        DhanError::Rejected {
-            message: fallback(clip(message), "no reason given"),
-        }
+        DhanError::Rejected { message: fallback(clip(message), "no reason given") }
     }
 }
 
 fn fallback(s: String, default: &str) -> String {
-    if s.trim().is_empty() {
-        default.to_string()
-    } else {
-        s
-    }
+    if s.trim().is_empty() { default.to_string() } else { s }
 }
 
 /// Keeps server-supplied text short and on one line, so a hostile body cannot flood a message.
 pub(crate) fn clip(s: &str) -> String {
-    let one_line: String = s
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
+    let one_line: String = s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
     let trimmed = one_line.trim();
     match trimmed.char_indices().nth(200) {
         Some((i, _)) => format!("{}…", &trimmed[..i]),
@@ -266,26 +230,13 @@ mod tests {
     #[test]
     fn api_errors_are_classified_as_the_reference_says() {
         let dh901 = br#"{"errorType":"Invalid_Authentication","errorCode":"DH-901","errorMessage":"Client ID or user generated access token is invalid or expired."}"#;
-        assert!(matches!(
-            classify_api_error(401, dh901),
-            Err(DhanError::AuthFailed { .. })
-        ));
-        let dh906 =
-            br#"{"errorType":"Order_Error","errorCode":"DH-906","errorMessage":"Invalid Token"}"#;
-        assert!(matches!(
-            classify_api_error(400, dh906),
-            Err(DhanError::AuthFailed { .. })
-        ));
+        assert!(matches!(classify_api_error(401, dh901), Err(DhanError::AuthFailed { .. })));
+        let dh906 = br#"{"errorType":"Order_Error","errorCode":"DH-906","errorMessage":"Invalid Token"}"#;
+        assert!(matches!(classify_api_error(400, dh906), Err(DhanError::AuthFailed { .. })));
         let dh906_other = br#"{"errorType":"Order_Error","errorCode":"DH-906","errorMessage":"Market is Closed!"}"#;
-        assert!(matches!(
-            classify_api_error(400, dh906_other),
-            Err(DhanError::Api { .. })
-        ));
+        assert!(matches!(classify_api_error(400, dh906_other), Err(DhanError::Api { .. })));
         let dh904 = br#"{"errorType":"Rate_Limit","errorCode":"DH-904","errorMessage":"Too many requests"}"#;
-        assert!(matches!(
-            classify_api_error(429, dh904),
-            Err(DhanError::RateLimited { .. })
-        ));
+        assert!(matches!(classify_api_error(429, dh904), Err(DhanError::RateLimited { .. })));
         let dh1111 = br#"{"errorType":"HOLDING_ERROR","errorCode":"DH-1111","errorMessage":"No holdings available"}"#;
         assert!(classify_api_error(500, dh1111).is_ok());
         assert!(matches!(
@@ -304,10 +255,7 @@ mod tests {
 
     #[test]
     fn mint_messages_are_classified() {
-        assert!(matches!(
-            classify_mint_message("Invalid TOTP"),
-            DhanError::InvalidTotp
-        ));
+        assert!(matches!(classify_mint_message("Invalid TOTP"), DhanError::InvalidTotp));
         assert!(matches!(
             classify_mint_message("Token can be generated once every 2 minutes."),
             DhanError::MintCooldown { .. }
@@ -316,10 +264,7 @@ mod tests {
             classify_mint_message("Login failed. Please retry with valid credentials."),
             DhanError::BadCredentials { .. }
         ));
-        assert!(matches!(
-            classify_mint_message("Something odd"),
-            DhanError::Rejected { .. }
-        ));
+        assert!(matches!(classify_mint_message("Something odd"), DhanError::Rejected { .. }));
     }
 
     #[test]

@@ -51,11 +51,7 @@ mod tests {
     use super::*;
 
     fn make(payload: &str) -> String {
-        format!(
-            "{}.{}.sig",
-            URL_SAFE_NO_PAD.encode(r#"{"typ":"JWT","alg":"HS512"}"#),
-            URL_SAFE_NO_PAD.encode(payload)
-        )
+        format!("{}.{}.sig", URL_SAFE_NO_PAD.encode(r#"{"typ":"JWT","alg":"HS512"}"#), URL_SAFE_NO_PAD.encode(payload))
     }
 
     #[test]
@@ -72,14 +68,7 @@ mod tests {
 
     #[test]
     fn rejects_non_jwts() {
-        for s in [
-            "",
-            "abc",
-            "a.b",
-            "a.b.c.d",
-            "a.!!!.c",
-            &format!("x.{}.y", URL_SAFE_NO_PAD.encode("not json")),
-        ] {
+        for s in ["", "abc", "a.b", "a.b.c.d", "a.!!!.c", &format!("x.{}.y", URL_SAFE_NO_PAD.encode("not json"))] {
             assert!(decode(s).is_none(), "{s:?}");
         }
     }

@@ -81,17 +81,8 @@ impl DhanClient {
             .connect_timeout(timeout.min(Duration::from_secs(10)))
             .redirect(reqwest::redirect::Policy::none())
             .build()
-            .map_err(|e| DhanError::Unreachable {
-                what: "client setup",
-                detail: e.without_url().to_string(),
-            })?;
-        Ok(Self {
-            http,
-            auth_url,
-            api_url,
-            client_id: client_id.into(),
-            timeout,
-        })
+            .map_err(|e| DhanError::Unreachable { what: "client setup", detail: e.without_url().to_string() })?;
+        Ok(Self { http, auth_url, api_url, client_id: client_id.into(), timeout })
     }
 
     /// The client id this client acts for.
@@ -101,22 +92,14 @@ impl DhanClient {
 
     fn endpoint(base: &Url, path: &str) -> Url {
         let mut u = base.clone();
-        let joined = format!(
-            "{}/{}",
-            base.path().trim_end_matches('/'),
-            path.trim_start_matches('/')
-        );
+        let joined = format!("{}/{}", base.path().trim_end_matches('/'), path.trim_start_matches('/'));
         u.set_path(&joined);
         u
     }
 
     /// `POST {auth}/app/generateAccessToken?dhanClientId=&pin=&totp=`: a new token with no human.
     #[tracing::instrument(skip_all, fields(client_id = %self.client_id))]
-    pub async fn generate_access_token(
-        &self,
-        pin: &Secret,
-        totp: &str,
-    ) -> Result<Minted, DhanError> {
+    pub async fn generate_access_token(&self, pin: &Secret, totp: &str) -> Result<Minted, DhanError> {
         const WHAT: &str = "generateAccessToken";
         let url = Self::endpoint(&self.auth_url, "/app/generateAccessToken");
         let req = self.http.post(url).query(&[
@@ -130,11 +113,7 @@ impl DhanClient {
 
     /// `POST {auth}/app/generate-consent?client_id=`: step 1 of the consent flow.
     #[tracing::instrument(skip_all, fields(client_id = %self.client_id))]
-    pub async fn generate_consent(
-        &self,
-        api_key: &Secret,
-        api_secret: &Secret,
-    ) -> Result<ConsentId, DhanError> {
+    pub async fn generate_consent(&self, api_key: &Secret, api_secret: &Secret) -> Result<ConsentId, DhanError> {
         const WHAT: &str = "generate-consent";
         let url = Self::endpoint(&self.auth_url, "/app/generate-consent");
         let req = self
@@ -147,22 +126,16 @@ impl DhanClient {
         let parsed: wire::ConsentResponse = serde_json::from_slice(&body).unwrap_or_default();
         match (status, parsed.consent_app_id) {
             (200, Some(id)) if !id.trim().is_empty() => Ok(ConsentId(id)),
-            (401 | 403, _) => Err(DhanError::BadCredentials {
-                message: clip(parsed.message.as_deref().unwrap_or("Unauthorized")),
-            }),
-            (200, _) if parsed.status.as_deref() == Some("error") => Err(DhanError::Rejected {
-                message: clip(parsed.message.as_deref().unwrap_or("no reason given")),
-            }),
-            (200, _) => Err(DhanError::Malformed {
-                what: WHAT,
-                detail: "no consentAppId in the reply".into(),
-            }),
+            (401 | 403, _) => {
+                Err(DhanError::BadCredentials { message: clip(parsed.message.as_deref().unwrap_or("Unauthorized")) })
+            }
+            (200, _) if parsed.status.as_deref() == Some("error") => {
+                Err(DhanError::Rejected { message: clip(parsed.message.as_deref().unwrap_or("no reason given")) })
+            }
+            (200, _) => Err(DhanError::Malformed { what: WHAT, detail: "no consentAppId in the reply".into() }),
             (s, _) => Err(classify_api_error(s, &body)
                 .err()
-                .unwrap_or(DhanError::Upstream {
-                    status: s,
-                    message: String::new(),
-                })),
+                .unwrap_or(DhanError::Upstream { status: s, message: String::new() })),
         }
     }
 
@@ -208,52 +181,37 @@ impl DhanClient {
 
     /// `GET {api}/v2/profile`: the cheap "is this token alive" probe.
     pub async fn profile(&self, token: &Secret) -> Result<Profile, DhanError> {
-        self.api_get("/v2/profile", token, "profile")
-            .await
-            .map(|p| p.unwrap_or_default())
+        self.api_get("/v2/profile", token, "profile").await.map(|p| p.unwrap_or_default())
     }
 
     /// `GET {api}/v2/fundlimit`.
     pub async fn fund_limit(&self, token: &Secret) -> Result<FundLimit, DhanError> {
-        self.api_get("/v2/fundlimit", token, "fundlimit")
-            .await
-            .map(|f| f.unwrap_or_default())
+        self.api_get("/v2/fundlimit", token, "fundlimit").await.map(|f| f.unwrap_or_default())
     }
 
     /// `GET {api}/v2/holdings`; Dhan's HTTP 500 DH-1111 for an empty portfolio becomes `[]`.
     pub async fn holdings(&self, token: &Secret) -> Result<Vec<Holding>, DhanError> {
-        self.api_get("/v2/holdings", token, "holdings")
-            .await
-            .map(|h| h.unwrap_or_default())
+        self.api_get("/v2/holdings", token, "holdings").await.map(|h| h.unwrap_or_default())
     }
 
     /// `GET {api}/v2/positions`.
     pub async fn positions(&self, token: &Secret) -> Result<Vec<Position>, DhanError> {
-        self.api_get("/v2/positions", token, "positions")
-            .await
-            .map(|p| p.unwrap_or_default())
+        self.api_get("/v2/positions", token, "positions").await.map(|p| p.unwrap_or_default())
     }
 
     /// Any HTTP answer from the api host, with its `Date` header (for the clock check).
     pub async fn probe_api(&self) -> Result<Probe, DhanError> {
-        self.probe(Self::endpoint(&self.api_url, "/v2/profile"), "api host")
-            .await
+        self.probe(Self::endpoint(&self.api_url, "/v2/profile"), "api host").await
     }
 
     /// Any HTTP answer from the auth host.
     pub async fn probe_auth(&self) -> Result<Probe, DhanError> {
-        self.probe(Self::endpoint(&self.auth_url, "/"), "auth host")
-            .await
+        self.probe(Self::endpoint(&self.auth_url, "/"), "auth host").await
     }
 
     async fn probe(&self, url: Url, what: &'static str) -> Result<Probe, DhanError> {
         let started = Instant::now();
-        let resp = self
-            .http
-            .get(url)
-            .send()
-            .await
-            .map_err(|e| self.transport(e, what))?;
+        let resp = self.http.get(url).send().await.map_err(|e| self.transport(e, what))?;
         let rtt = started.elapsed();
         let server_date = resp
             .headers()
@@ -261,11 +219,7 @@ impl DhanClient {
             .and_then(|v| v.to_str().ok())
             .and_then(|s| DateTime::parse_from_rfc2822(s).ok())
             .map(|d| d.with_timezone(&Utc));
-        Ok(Probe {
-            status: resp.status().as_u16(),
-            rtt,
-            server_date,
-        })
+        Ok(Probe { status: resp.status().as_u16(), rtt, server_date })
     }
 
     async fn api_get<T: DeserializeOwned>(
@@ -282,38 +236,25 @@ impl DhanClient {
             .header(reqwest::header::ACCEPT, "application/json");
         let (status, body) = self.send(req, what).await?;
         if (200..300).contains(&status) {
-            return serde_json::from_slice(&body)
-                .map(Some)
-                .map_err(|e| DhanError::Malformed {
-                    what,
-                    detail: format!("{e} (HTTP {status}, {} bytes)", body.len()),
-                });
+            return serde_json::from_slice(&body).map(Some).map_err(|e| DhanError::Malformed {
+                what,
+                detail: format!("{e} (HTTP {status}, {} bytes)", body.len()),
+            });
         }
         classify_api_error(status, &body).map(|()| None)
     }
 
-    async fn send(
-        &self,
-        req: reqwest::RequestBuilder,
-        what: &'static str,
-    ) -> Result<(u16, Vec<u8>), DhanError> {
+    async fn send(&self, req: reqwest::RequestBuilder, what: &'static str) -> Result<(u16, Vec<u8>), DhanError> {
         let resp = req.send().await.map_err(|e| self.transport(e, what))?;
         let status = resp.status().as_u16();
-        let body = resp
-            .bytes()
-            .await
-            .map_err(|e| self.transport(e, what))?
-            .to_vec();
+        let body = resp.bytes().await.map_err(|e| self.transport(e, what))?.to_vec();
         tracing::debug!(what, status, bytes = body.len(), "dhan reply");
         Ok((status, body))
     }
 
     fn transport(&self, e: reqwest::Error, what: &'static str) -> DhanError {
         if e.is_timeout() {
-            return DhanError::Timeout {
-                what,
-                timeout: self.timeout,
-            };
+            return DhanError::Timeout { what, timeout: self.timeout };
         }
         // Walk the source chain for a readable cause; never print the URL.
         let e = e.without_url();
@@ -326,19 +267,10 @@ impl DhanClient {
         DhanError::Unreachable { what, detail }
     }
 
-    fn token_reply(
-        &self,
-        status: u16,
-        body: &[u8],
-        what: &'static str,
-        kind: Reply,
-    ) -> Result<Minted, DhanError> {
+    fn token_reply(&self, status: u16, body: &[u8], what: &'static str, kind: Reply) -> Result<Minted, DhanError> {
         let parsed: Result<wire::TokenResponse, _> = serde_json::from_slice(body);
         if (200..300).contains(&status) {
-            let parsed = parsed.map_err(|e| DhanError::Malformed {
-                what,
-                detail: format!("not JSON ({e})"),
-            })?;
+            let parsed = parsed.map_err(|e| DhanError::Malformed { what, detail: format!("not JSON ({e})") })?;
             if let Some(token) = parsed.access_token.clone().filter(|t| !t.trim().is_empty()) {
                 return minted(token, &parsed, what);
             }
@@ -346,43 +278,28 @@ impl DhanClient {
             return Err(match kind {
                 Reply::Mint => classify_mint_message(&message),
                 Reply::Consume if parsed.status.as_deref() == Some("error") => {
-                    DhanError::InvalidTokenId {
-                        message: clip(&message),
-                    }
+                    DhanError::InvalidTokenId { message: clip(&message) }
                 }
                 Reply::Renew if parsed.status.as_deref() == Some("error") => {
-                    DhanError::RenewRefused {
-                        message: clip(&message),
-                    }
+                    DhanError::RenewRefused { message: clip(&message) }
                 }
-                _ => DhanError::Malformed {
-                    what,
-                    detail: "no accessToken in the reply".into(),
-                },
+                _ => DhanError::Malformed { what, detail: "no accessToken in the reply".into() },
             });
         }
         let message = parsed.ok().and_then(|p| p.message).unwrap_or_default();
         match (kind, status) {
             (Reply::Mint | Reply::Consume, 401 | 403) if !message.is_empty() || status == 401 => {
                 Err(DhanError::BadCredentials {
-                    message: clip(if message.is_empty() {
-                        "Unauthorized"
-                    } else {
-                        &message
-                    }),
+                    message: clip(if message.is_empty() { "Unauthorized" } else { &message }),
                 })
             }
-            (Reply::Consume, 400 | 404 | 410) => Err(DhanError::InvalidTokenId {
-                message: clip(&message),
-            }),
+            (Reply::Consume, 400 | 404 | 410) => Err(DhanError::InvalidTokenId { message: clip(&message) }),
             (Reply::Renew, 400 | 403 | 405) => {
                 let e = classify_api_error(status, body);
                 Err(match e {
                     Err(DhanError::Api { message, .. }) => DhanError::RenewRefused { message },
                     Err(other) => other,
-                    Ok(()) => DhanError::RenewRefused {
-                        message: "refused".into(),
-                    },
+                    Ok(()) => DhanError::RenewRefused { message: "refused".into() },
                 })
             }
             (Reply::Mint, s) if (400..500).contains(&s) && s != 429 && !message.is_empty() => {
@@ -390,10 +307,7 @@ impl DhanClient {
             }
             _ => Err(classify_api_error(status, body)
                 .err()
-                .unwrap_or(DhanError::Upstream {
-                    status,
-                    message: String::new(),
-                })),
+                .unwrap_or(DhanError::Upstream { status, message: String::new() })),
         }
     }
 }
@@ -406,25 +320,15 @@ enum Reply {
     Renew,
 }
 
-fn minted(
-    token: String,
-    parsed: &wire::TokenResponse,
-    what: &'static str,
-) -> Result<Minted, DhanError> {
+fn minted(token: String, parsed: &wire::TokenResponse, what: &'static str) -> Result<Minted, DhanError> {
     let claims = jwt::decode(&token);
     let from_body = parsed.expiry_time.as_ref().and_then(|v| match v {
         serde_json::Value::String(s) => ist::parse_naive_ist(s),
         // Epoch milliseconds, defensively.
-        serde_json::Value::Number(n) => n
-            .as_i64()
-            .and_then(DateTime::from_timestamp_millis)
-            .map(|t| ist::to_ist(&t)),
+        serde_json::Value::Number(n) => n.as_i64().and_then(DateTime::from_timestamp_millis).map(|t| ist::to_ist(&t)),
         _ => None,
     });
-    let from_jwt = claims
-        .as_ref()
-        .and_then(|c| c.expires_at())
-        .map(|t| ist::to_ist(&t));
+    let from_jwt = claims.as_ref().and_then(|c| c.expires_at()).map(|t| ist::to_ist(&t));
     let expires_at = match (from_body, from_jwt) {
         (Some(a), Some(b)) => {
             if (a - b).num_seconds().abs() > 120 {
@@ -434,19 +338,13 @@ fn minted(
         }
         (Some(a), None) | (None, Some(a)) => a,
         (None, None) => {
-            return Err(DhanError::Malformed {
-                what,
-                detail: "the token came without a readable expiryTime".into(),
-            });
+            return Err(DhanError::Malformed { what, detail: "the token came without a readable expiryTime".into() });
         }
     };
     Ok(Minted {
         access_token: Secret::new(token),
         expires_at,
-        client_id: parsed
-            .dhan_client_id
-            .clone()
-            .or_else(|| claims.and_then(|c| c.dhan_client_id)),
+        client_id: parsed.dhan_client_id.clone().or_else(|| claims.and_then(|c| c.dhan_client_id)),
         client_name: parsed.dhan_client_name.clone(),
     })
 }

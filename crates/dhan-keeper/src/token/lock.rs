@@ -12,9 +12,7 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
     /// Another process holds it.
-    #[error(
-        "another dhan-keeper holds the lock {path} ({holder}); stop it first, or wait for it to finish"
-    )]
+    #[error("another dhan-keeper holds the lock {path} ({holder}); stop it first, or wait for it to finish")]
     Held {
         /// The lock file.
         path: PathBuf,
@@ -41,10 +39,7 @@ pub struct InstanceLock {
 impl InstanceLock {
     /// Takes the lock without waiting. `role` says what the holder is doing (`run`, `refresh`).
     pub fn acquire(path: &Path, role: &str) -> Result<Self, LockError> {
-        let io = |source| LockError::Io {
-            path: path.to_path_buf(),
-            source,
-        };
+        let io = |source| LockError::Io { path: path.to_path_buf(), source };
         let mut file = open_private(path).map_err(io)?;
         match file.try_lock() {
             Ok(()) => {}
@@ -52,28 +47,16 @@ impl InstanceLock {
                 let mut holder = String::new();
                 let _ = file.read_to_string(&mut holder);
                 let holder = holder.trim();
-                let holder = if holder.is_empty() {
-                    "holder unknown".to_string()
-                } else {
-                    holder.to_string()
-                };
-                return Err(LockError::Held {
-                    path: path.to_path_buf(),
-                    holder,
-                });
+                let holder = if holder.is_empty() { "holder unknown".to_string() } else { holder.to_string() };
+                return Err(LockError::Held { path: path.to_path_buf(), holder });
             }
             Err(TryLockError::Error(e)) => return Err(io(e)),
         }
         // Only now that we hold it may we replace the previous holder's note.
         let note = format!("pid {} running `dhan-keeper {role}`", std::process::id());
-        let _ = file
-            .set_len(0)
-            .and_then(|()| file.seek(SeekFrom::Start(0)))
-            .and_then(|_| file.write_all(note.as_bytes()));
-        Ok(Self {
-            _file: file,
-            path: path.to_path_buf(),
-        })
+        let _ =
+            file.set_len(0).and_then(|()| file.seek(SeekFrom::Start(0))).and_then(|_| file.write_all(note.as_bytes()));
+        Ok(Self { _file: file, path: path.to_path_buf() })
     }
 
     /// The lock file.
@@ -85,23 +68,12 @@ impl InstanceLock {
 #[cfg(unix)]
 fn open_private(path: &Path) -> std::io::Result<File> {
     use std::os::unix::fs::OpenOptionsExt;
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(path)
+    OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(0o600).open(path)
 }
 
 #[cfg(not(unix))]
 fn open_private(path: &Path) -> std::io::Result<File> {
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)
+    OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)
 }
 
 #[cfg(test)]

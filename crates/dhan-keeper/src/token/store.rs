@@ -33,9 +33,7 @@ pub enum StoreError {
         source: std::io::Error,
     },
     /// The file exists but is not a token file we can use.
-    #[error(
-        "token file {path} is corrupt ({reason}); it will be set aside and replaced by the next token"
-    )]
+    #[error("token file {path} is corrupt ({reason}); it will be set aside and replaced by the next token")]
     Corrupt {
         /// The file.
         path: PathBuf,
@@ -82,19 +80,10 @@ impl TokenStore {
             Ok(b) => b,
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
             Err(source) => {
-                return Err(StoreError::Io {
-                    op: "read",
-                    path: self.path.clone(),
-                    source,
-                });
+                return Err(StoreError::Io { op: "read", path: self.path.clone(), source });
             }
         };
-        parse(&bytes)
-            .map(Some)
-            .map_err(|reason| StoreError::Corrupt {
-                path: self.path.clone(),
-                reason,
-            })
+        parse(&bytes).map(Some).map_err(|reason| StoreError::Corrupt { path: self.path.clone(), reason })
     }
 
     /// Replaces the file with `token`, atomically and with mode 0600.
@@ -104,21 +93,9 @@ impl TokenStore {
             Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
             _ => PathBuf::from("."),
         };
-        let name = self
-            .path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let tmp = dir.join(format!(
-            ".{name}.tmp-{}-{:08x}",
-            std::process::id(),
-            fastrand::u32(..)
-        ));
-        let io = |op, source| StoreError::Io {
-            op,
-            path: self.path.clone(),
-            source,
-        };
+        let name = self.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let tmp = dir.join(format!(".{name}.tmp-{}-{:08x}", std::process::id(), fastrand::u32(..)));
+        let io = |op, source| StoreError::Io { op, path: self.path.clone(), source };
         let result = (|| {
             let mut f = open_private(&tmp).map_err(|e| io("create a temp file beside", e))?;
             f.write_all(body.as_bytes()).map_err(|e| io("write", e))?;
@@ -141,15 +118,8 @@ impl TokenStore {
     /// Moves a corrupt file out of the way (`dhan_token.json.corrupt-20261125T101500`), so it is
     /// kept for inspection and never silently overwritten. Returns where it went.
     pub fn set_aside(&self, now: DateTime<Utc>) -> Result<PathBuf, StoreError> {
-        let mut name = self
-            .path
-            .file_name()
-            .map(|n| n.to_os_string())
-            .unwrap_or_default();
-        name.push(format!(
-            ".corrupt-{}",
-            ist::to_ist(&now).format("%Y%m%dT%H%M%S")
-        ));
+        let mut name = self.path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+        name.push(format!(".corrupt-{}", ist::to_ist(&now).format("%Y%m%dT%H%M%S")));
         let target = self.path.with_file_name(name);
         fs::rename(&self.path, &target).map_err(|source| StoreError::Io {
             op: "set aside",
@@ -163,11 +133,7 @@ impl TokenStore {
 #[cfg(unix)]
 fn open_private(path: &Path) -> std::io::Result<File> {
     use std::os::unix::fs::OpenOptionsExt;
-    OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
+    OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)
 }
 
 #[cfg(not(unix))]
@@ -191,23 +157,15 @@ fn render(t: &Token) -> String {
 }
 
 fn parse(bytes: &[u8]) -> Result<Token, String> {
-    let f: FileFormat =
-        serde_json::from_slice(bytes).map_err(|e| format!("not a token file: {e}"))?;
-    let token = f
-        .access_token
-        .filter(|t| !t.trim().is_empty())
-        .ok_or("no access_token")?;
+    let f: FileFormat = serde_json::from_slice(bytes).map_err(|e| format!("not a token file: {e}"))?;
+    let token = f.access_token.filter(|t| !t.trim().is_empty()).ok_or("no access_token")?;
     let rfc = |s: &str| DateTime::parse_from_rfc3339(s).ok();
     let expires_at: Option<DateTime<FixedOffset>> = f
         .expires_at
         .as_deref()
         .and_then(rfc)
         .or_else(|| f.expiry_time.as_deref().and_then(ist::parse_naive_ist))
-        .or_else(|| {
-            crate::dhan::jwt::decode(&token)?
-                .expires_at()
-                .map(|t| ist::to_ist(&t))
-        });
+        .or_else(|| crate::dhan::jwt::decode(&token)?.expires_at().map(|t| ist::to_ist(&t)));
     let expires_at = expires_at.ok_or("no readable expiry_time")?;
     Ok(Token {
         access_token: Secret::new(token),
@@ -237,8 +195,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = TokenStore::new(dir.path().join("dhan_token.json"));
         store.save(&sample()).expect("saves");
-        let v: serde_json::Value =
-            serde_json::from_slice(&fs::read(store.path()).expect("reads")).expect("json");
+        let v: serde_json::Value = serde_json::from_slice(&fs::read(store.path()).expect("reads")).expect("json");
         assert_eq!(v["access_token"], "eyJ.sample.token");
         assert_eq!(v["expiry_time"], "2026-11-26T08:30:00");
         assert_eq!(v["expires_at"], "2026-11-26T08:30:00+05:30");
@@ -253,11 +210,7 @@ mod tests {
     fn a_prototype_file_is_read_with_its_naive_time_as_ist() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = TokenStore::new(dir.path().join("dhan_token.json"));
-        fs::write(
-            store.path(),
-            r#"{"access_token": "abc", "expiry_time": "2026-11-26T08:30:00"}"#,
-        )
-        .expect("write");
+        fs::write(store.path(), r#"{"access_token": "abc", "expiry_time": "2026-11-26T08:30:00"}"#).expect("write");
         let t = store.load().expect("loads").expect("present");
         assert_eq!(t.expires_at.to_rfc3339(), "2026-11-26T08:30:00+05:30");
         assert_eq!(t.source, None);
@@ -268,28 +221,16 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = TokenStore::new(dir.path().join("dhan_token.json"));
         assert!(store.load().expect("ok").is_none());
-        for junk in [
-            "",
-            "{",
-            "[]",
-            r#"{"access_token": null}"#,
-            r#"{"access_token":"x","expiry_time":"soon"}"#,
-        ] {
+        for junk in ["", "{", "[]", r#"{"access_token": null}"#, r#"{"access_token":"x","expiry_time":"soon"}"#] {
             fs::write(store.path(), junk).expect("write");
             match store.load() {
                 Err(StoreError::Corrupt { path, .. }) => assert_eq!(path, store.path()),
                 other => panic!("{junk:?} gave {other:?}"),
             }
         }
-        let now = DateTime::parse_from_rfc3339("2026-11-25T10:15:00+05:30")
-            .expect("valid")
-            .with_timezone(&Utc);
+        let now = DateTime::parse_from_rfc3339("2026-11-25T10:15:00+05:30").expect("valid").with_timezone(&Utc);
         let aside = store.set_aside(now).expect("renames");
-        assert!(
-            aside
-                .to_string_lossy()
-                .ends_with("dhan_token.json.corrupt-20261125T101500")
-        );
+        assert!(aside.to_string_lossy().ends_with("dhan_token.json.corrupt-20261125T101500"));
         assert!(store.load().expect("ok").is_none());
     }
 }
