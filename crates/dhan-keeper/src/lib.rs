@@ -8,6 +8,7 @@
 //! - [`totp`]: RFC 6238 codes.
 //! - [`dhan`]: the HTTP client for Dhan's auth and api hosts, with typed errors.
 //! - [`mint`]: TOTP + PIN minting with the window-edge retry.
+//! - [`policy`]: when to rotate (market-aware), alert and back off; pure, no clock reads.
 //! - [`token`]: the token, its atomic 0600 file, and the single-instance lock.
 //! - [`account`]: funds, holdings and positions as short text for a trader.
 //! - [`cli`]: the one-shot subcommands (`check`, `status`, `token`, `refresh`, `totp`).
@@ -21,6 +22,7 @@ pub mod config;
 pub mod dhan;
 pub mod ist;
 pub mod mint;
+pub mod policy;
 pub mod secret;
 pub mod telemetry;
 pub mod token;
