@@ -10,6 +10,7 @@
 //! - [`state`]: tokens, consents, cooldown, rate limit: Dhan's rules without HTTP.
 //! - [`routes`]: the Dhan routes; [`admin`]: the `/__sim/` control API.
 //! - [`faults`]: "the next N calls to this route fail like this".
+//! - [`telegram`]: a fake Telegram Bot API (long polling, sendMessage validation, 409s, faults).
 //! - [`server`]: the accept loop that can drop connections and stop/restart on the same port.
 #![warn(missing_docs)]
 
@@ -21,6 +22,7 @@ pub mod jwt;
 pub mod routes;
 pub mod server;
 pub mod state;
+pub mod telegram;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -29,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use config::{Account, RenewApp, SimConfig, Superseded};
 pub use faults::Fault;
+pub use telegram::{TelegramSim, TgError};
 
 /// State shared by every connection.
 #[derive(Debug)]

@@ -1,0 +1,285 @@
+//! A stateful fake of the Telegram Bot API on 127.0.0.1, for dhan-keeper's bot tests.
+//!
+//! Routes `/bot<token>/<method>` with case-insensitive method names, merges query and JSON/form
+//! bodies, answers in the `{ok, ...}` envelope with the HTTP status equal to `error_code`, and
+//! keeps real long-poll semantics: offsets confirm updates, a parked poll wakes on injection, and
+//! a second poll kicks the first with 409.
+
+mod state;
+mod text;
+
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::any;
+use serde_json::{Value, json};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+pub use state::{TgError, TgState};
+
+/// Longest long poll the server allows (the local Bot API server's cap).
+pub const MAX_POLL_SECS: u64 = 50;
+
+struct Shared {
+    state: Mutex<TgState>,
+    notify: Notify,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, TgState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A running fake Telegram. Dropping it stops the server.
+pub struct TelegramSim {
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+    cancel: CancellationToken,
+}
+
+fn unix_now() -> i64 {
+    crate::clock::SimClock::default().now().timestamp()
+}
+
+impl TelegramSim {
+    /// Starts on `127.0.0.1:0` for the bot `token` (`<bot_id>:<secret>`).
+    pub async fn start(token: &str) -> std::io::Result<Self> {
+        let shared = Arc::new(Shared { state: Mutex::new(TgState::new(token)), notify: Notify::new() });
+        let listener = crate::server::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))?;
+        let addr = listener.local_addr()?;
+        let cancel = CancellationToken::new();
+        let app = Router::new().route("/{bot}/{method}", any(dispatch)).fallback(not_found).with_state(shared.clone());
+        let stop = cancel.clone();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).with_graceful_shutdown(async move { stop.cancelled().await }).await;
+        });
+        Ok(Self { shared, addr, cancel })
+    }
+
+    /// `http://127.0.0.1:PORT`, for `telegram_api_url`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// A user writes `text` in `chat`. Returns the update id.
+    pub fn inject_text(&self, chat: i64, user: i64, text: &str) -> i64 {
+        let id = self.shared.lock().inject_text(chat, user, text, unix_now());
+        self.shared.notify.notify_waiters();
+        id
+    }
+
+    /// A user presses a button with `data` on the bot's message `message_id`. Returns the
+    /// callback query id, or `None` when no such message was sent.
+    pub fn inject_callback(&self, chat: i64, user: i64, message_id: i64, data: &str) -> Option<String> {
+        let id = self.shared.lock().inject_callback(chat, user, message_id, data);
+        self.shared.notify.notify_waiters();
+        id
+    }
+
+    /// Makes `chat` known, so messages to it are accepted before it has written.
+    pub fn add_chat(&self, chat: i64) {
+        self.shared.lock().chats.insert(chat);
+    }
+
+    /// The messages the bot sent to `chat`.
+    pub fn sent(&self, chat: i64) -> Vec<Value> {
+        self.shared.lock().sent.get(&chat).cloned().unwrap_or_default()
+    }
+
+    /// The methods called so far, lower-cased.
+    pub fn calls(&self) -> Vec<String> {
+        self.shared.lock().calls.clone()
+    }
+
+    /// The registered command list.
+    pub fn commands(&self) -> Value {
+        self.shared.lock().commands.clone()
+    }
+
+    /// Fails the next `count` calls of `method` (any case, or `*`) with `error`.
+    pub fn inject_error(&self, method: &str, error: TgError, count: usize) {
+        let mut st = self.shared.lock();
+        let q = st.faults.entry(method.to_ascii_lowercase()).or_default();
+        q.extend(std::iter::repeat_n(error, count));
+    }
+}
+
+impl Drop for TelegramSim {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
+fn envelope(result: Result<Value, TgError>) -> Response {
+    match result {
+        Ok(v) => {
+            (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], json!({"ok": true, "result": v}).to_string())
+                .into_response()
+        }
+        Err(e) => {
+            let status = StatusCode::from_u16(e.code).unwrap_or(StatusCode::BAD_REQUEST);
+            let mut resp = (status, [(header::CONTENT_TYPE, "application/json")], e.body().to_string()).into_response();
+            if let Some(s) = e.retry_after.and_then(|s| s.to_string().parse().ok()) {
+                resp.headers_mut().insert(header::RETRY_AFTER, s);
+            }
+            resp
+        }
+    }
+}
+
+async fn not_found() -> Response {
+    envelope(Err(TgError { code: 404, description: "Not Found".into(), retry_after: None }))
+}
+
+/// Query parameters merged with a JSON or form body; non-string JSON values kept as JSON.
+fn params(query: HashMap<String, String>, headers: &HeaderMap, body: &Bytes) -> HashMap<String, Value> {
+    let mut out: HashMap<String, Value> = query.into_iter().map(|(k, v)| (k, Value::String(v))).collect();
+    let ctype = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if ctype.contains("application/x-www-form-urlencoded") {
+        for (k, v) in url::form_urlencoded::parse(body) {
+            out.insert(k.into_owned(), Value::String(v.into_owned()));
+        }
+    } else if let Ok(Value::Object(map)) = serde_json::from_slice::<Value>(body) {
+        out.extend(map);
+    }
+    out
+}
+
+/// A parameter as an object: nested JSON, or a JSON-encoded string.
+fn object_param(p: &HashMap<String, Value>, key: &str) -> Option<Value> {
+    match p.get(key)? {
+        Value::String(s) => serde_json::from_str(s).ok(),
+        other => Some(other.clone()),
+    }
+}
+
+fn int_param(p: &HashMap<String, Value>, key: &str) -> Option<i64> {
+    match p.get(key)? {
+        Value::Number(n) => n.as_i64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+async fn dispatch(
+    State(s): State<Arc<Shared>>,
+    Path((bot, method)): Path<(String, String)>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some(token) = bot.strip_prefix("bot") else { return not_found().await };
+    let method = method.to_ascii_lowercase();
+    {
+        let mut st = s.lock();
+        if token != st.token {
+            return envelope(Err(TgError { code: 401, description: "Unauthorized".into(), retry_after: None }));
+        }
+        st.calls.push(method.clone());
+        if let Some(e) = st.take_fault(&method) {
+            return envelope(Err(e));
+        }
+    }
+    let p = params(query, &headers, &body);
+    envelope(match method.as_str() {
+        "getme" => Ok(s.lock().me()),
+        "getupdates" => return get_updates(s, p).await,
+        "sendmessage" => send_message(&s, &p),
+        "setmycommands" => match object_param(&p, "commands") {
+            Some(Value::Array(list)) => {
+                s.lock().commands = Value::Array(list);
+                Ok(Value::Bool(true))
+            }
+            Some(_) => Err(TgError::bad_request("expected an Array of BotCommand")),
+            None => Err(TgError::bad_request("can't parse commands JSON object")),
+        },
+        "getmycommands" => Ok(s.lock().commands.clone()),
+        "deletewebhook" => Ok(Value::Bool(true)),
+        "getwebhookinfo" => Ok(json!({"url": "", "has_custom_certificate": false, "pending_update_count": 0})),
+        "answercallbackquery" => {
+            let id = p.get("callback_query_id").and_then(Value::as_str).unwrap_or_default().to_string();
+            if s.lock().answer_callback(&id) {
+                Ok(Value::Bool(true))
+            } else {
+                Err(TgError::bad_request("query is too old and response timeout expired or query ID is invalid"))
+            }
+        }
+        _ => Err(TgError { code: 404, description: "Not Found: method not found".into(), retry_after: None }),
+    })
+}
+
+async fn get_updates(s: Arc<Shared>, p: HashMap<String, Value>) -> Response {
+    let offset = int_param(&p, "offset").unwrap_or(0);
+    let limit = int_param(&p, "limit").unwrap_or(100).clamp(1, 100) as usize;
+    let timeout = int_param(&p, "timeout").unwrap_or(0).clamp(0, MAX_POLL_SECS as i64) as u64;
+    let generation = {
+        let mut st = s.lock();
+        st.poll_generation += 1;
+        st.poll_generation
+    };
+    // Wake any earlier parked poll so it can notice it was superseded.
+    s.notify.notify_waiters();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(timeout);
+    loop {
+        let notified = s.notify.notified();
+        {
+            let mut st = s.lock();
+            if st.poll_generation != generation {
+                return envelope(Err(TgError {
+                    code: 409,
+                    description: "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running".into(),
+                    retry_after: None,
+                }));
+            }
+            let updates = st.take_updates(offset, limit);
+            if !updates.is_empty() || timeout == 0 {
+                return envelope(Ok(Value::Array(updates)));
+            }
+        }
+        if tokio::time::timeout_at(deadline, notified).await.is_err() {
+            return envelope(Ok(json!([])));
+        }
+    }
+}
+
+fn send_message(s: &Shared, p: &HashMap<String, Value>) -> Result<Value, TgError> {
+    let Some(chat) = int_param(p, "chat_id") else { return Err(TgError::bad_request("chat_id is empty")) };
+    let raw = p.get("text").and_then(Value::as_str).unwrap_or_default();
+    if raw.trim().is_empty() {
+        return Err(TgError::bad_request("message text is empty"));
+    }
+    if raw.len() > 1 << 15 {
+        return Err(TgError::bad_request("text is too long"));
+    }
+    let mode = p.get("parse_mode").and_then(Value::as_str).unwrap_or("").to_ascii_lowercase();
+    let plain = match mode.as_str() {
+        "" | "none" => raw.to_string(),
+        "html" => text::parse_html(raw).map_err(|e| TgError::bad_request(&format!("can't parse entities: {e}")))?,
+        "markdownv2" => {
+            text::parse_markdown_v2(raw).map_err(|e| TgError::bad_request(&format!("can't parse entities: {e}")))?
+        }
+        "markdown" => raw.to_string(),
+        _ => return Err(TgError::bad_request("unsupported parse_mode")),
+    };
+    let markup = object_param(p, "reply_markup");
+    if p.contains_key("reply_markup") && !markup.as_ref().is_some_and(Value::is_object) {
+        return Err(TgError::bad_request("object expected as reply markup"));
+    }
+    let mut st = s.lock();
+    if !st.chats.contains(&chat) {
+        return Err(TgError::bad_request("chat not found"));
+    }
+    if plain.chars().count() > 4096 {
+        return Err(TgError::bad_request("message is too long"));
+    }
+    Ok(st.record_sent(chat, &plain, markup, unix_now()))
+}

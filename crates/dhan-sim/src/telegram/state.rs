@@ -1,0 +1,194 @@
+//! The fake Bot API's state: the update queue with offset confirmation, parked long polls, sent
+//! messages per chat, registered commands, issued callback ids and pending faults.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+
+use serde_json::{Value, json};
+
+/// An error reply: HTTP status = `error_code`, Telegram's description, optional retry_after.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TgError {
+    /// HTTP status and `error_code`.
+    pub code: u16,
+    /// `description`.
+    pub description: String,
+    /// `parameters.retry_after` (and the `Retry-After` header) for 429.
+    pub retry_after: Option<u64>,
+}
+
+impl TgError {
+    /// 400 `Bad Request: {what}`.
+    pub fn bad_request(what: &str) -> Self {
+        Self { code: 400, description: format!("Bad Request: {what}"), retry_after: None }
+    }
+
+    /// 429 with `retry_after`.
+    pub fn flood(secs: u64) -> Self {
+        Self { code: 429, description: format!("Too Many Requests: retry after {secs}"), retry_after: Some(secs) }
+    }
+
+    /// The JSON envelope.
+    pub fn body(&self) -> Value {
+        let mut v = json!({"ok": false, "error_code": self.code, "description": self.description});
+        if let Some(s) = self.retry_after {
+            v["parameters"] = json!({"retry_after": s});
+        }
+        v
+    }
+}
+
+/// Everything the fake Telegram remembers.
+#[derive(Debug)]
+pub struct TgState {
+    /// `<bot_id>:<secret>`.
+    pub token: String,
+    /// The bot's numeric id.
+    pub bot_id: i64,
+    /// The bot's username.
+    pub username: String,
+    pub(crate) updates: VecDeque<(i64, Value)>,
+    pub(crate) next_update_id: i64,
+    /// Bumped by each long poll; a parked poll that sees a newer one answers 409.
+    pub(crate) poll_generation: u64,
+    pub(crate) next_message_id: HashMap<i64, i64>,
+    /// Messages the bot sent, per chat.
+    pub sent: HashMap<i64, Vec<Value>>,
+    /// Chats that exist (have written to the bot, or were registered by a test).
+    pub chats: HashSet<i64>,
+    /// The last `setMyCommands` list.
+    pub commands: Value,
+    pub(crate) callback_ids: HashSet<String>,
+    pub(crate) faults: HashMap<String, VecDeque<TgError>>,
+    /// Every method called, lower-cased, in order.
+    pub calls: Vec<String>,
+}
+
+impl TgState {
+    /// Fresh state for `token` (`<bot_id>:<secret>`).
+    pub fn new(token: &str) -> Self {
+        let bot_id = token.split(':').next().and_then(|s| s.parse().ok()).unwrap_or(7_000_000_001);
+        Self {
+            token: token.to_string(),
+            bot_id,
+            username: "dhan_token_bot".into(),
+            updates: VecDeque::new(),
+            next_update_id: 100_000_001,
+            poll_generation: 0,
+            next_message_id: HashMap::new(),
+            sent: HashMap::new(),
+            chats: HashSet::new(),
+            commands: json!([]),
+            callback_ids: HashSet::new(),
+            faults: HashMap::new(),
+            calls: Vec::new(),
+        }
+    }
+
+    /// The bot as a `User`.
+    pub fn me(&self) -> Value {
+        json!({"id": self.bot_id, "is_bot": true, "first_name": "Dhan Token Bot", "username": self.username,
+               "can_join_groups": true, "can_read_all_group_messages": false, "supports_inline_queries": false,
+               "can_connect_to_business": false, "has_main_web_app": false})
+    }
+
+    fn chat(id: i64) -> Value {
+        if id < 0 {
+            json!({"id": id, "title": "Group", "type": if id < -1_000_000_000_000 { "supergroup" } else { "group" }})
+        } else {
+            json!({"id": id, "first_name": "Trader", "type": "private"})
+        }
+    }
+
+    fn push_update(&mut self, mut update: Value) -> i64 {
+        let id = self.next_update_id;
+        self.next_update_id += 1;
+        update["update_id"] = json!(id);
+        self.updates.push_back((id, update));
+        id
+    }
+
+    /// Queues a text message from `user` in `chat`, with `bot_command`/`url` entities as a real
+    /// client adds them (offsets in UTF-16 units). Returns the update id.
+    pub fn inject_text(&mut self, chat: i64, user: i64, text: &str, date: i64) -> i64 {
+        self.chats.insert(chat);
+        let message_id = self.bump_message_id(chat);
+        let mut entities = Vec::new();
+        let mut offset = 0usize;
+        for word in text.split(' ') {
+            let len = word.encode_utf16().count();
+            if offset == 0 && word.starts_with('/') && len > 1 {
+                entities.push(json!({"offset": 0, "length": len, "type": "bot_command"}));
+            } else if word.starts_with("http://") || word.starts_with("https://") {
+                entities.push(json!({"offset": offset, "length": len, "type": "url"}));
+            }
+            offset += len + 1;
+        }
+        let mut message = json!({
+            "message_id": message_id,
+            "from": {"id": user, "is_bot": false, "first_name": "Trader"},
+            "chat": Self::chat(chat),
+            "date": date,
+            "text": text,
+        });
+        if !entities.is_empty() {
+            message["entities"] = Value::Array(entities);
+        }
+        self.push_update(json!({"message": message}))
+    }
+
+    /// Queues a button press on the bot's message `message_id` in `chat`.
+    pub fn inject_callback(&mut self, chat: i64, user: i64, message_id: i64, data: &str) -> Option<String> {
+        let message = self.sent.get(&chat)?.iter().find(|m| m["message_id"] == json!(message_id))?.clone();
+        let id = format!("{:016x}", fastrand::u64(..));
+        self.callback_ids.insert(id.clone());
+        self.push_update(json!({"callback_query": {
+            "id": id, "from": {"id": user, "is_bot": false, "first_name": "Trader"},
+            "message": message, "chat_instance": "-5234567890123456789", "data": data
+        }}));
+        Some(id)
+    }
+
+    fn bump_message_id(&mut self, chat: i64) -> i64 {
+        let n = self.next_message_id.entry(chat).or_insert(0);
+        *n += 1;
+        *n
+    }
+
+    /// Confirms updates below `offset` and returns up to `limit` of the rest.
+    pub fn take_updates(&mut self, offset: i64, limit: usize) -> Vec<Value> {
+        if offset > 0 {
+            self.updates.retain(|(id, _)| *id >= offset);
+        } else if offset < 0 {
+            let keep = offset.unsigned_abs() as usize;
+            while self.updates.len() > keep {
+                self.updates.pop_front();
+            }
+        }
+        self.updates.iter().take(limit.clamp(1, 100)).map(|(_, u)| u.clone()).collect()
+    }
+
+    /// Stores a message the bot sent and returns it as Telegram echoes it.
+    pub fn record_sent(&mut self, chat: i64, text: &str, reply_markup: Option<Value>, date: i64) -> Value {
+        let message_id = self.bump_message_id(chat);
+        let mut m = json!({"message_id": message_id, "from": {"id": self.bot_id, "is_bot": true,
+            "first_name": "Dhan Token Bot", "username": self.username}, "chat": Self::chat(chat), "date": date, "text": text});
+        if let Some(markup) = reply_markup {
+            m["reply_markup"] = markup;
+        }
+        self.sent.entry(chat).or_default().push(m.clone());
+        m
+    }
+
+    /// Takes the next injected fault for `method` (lower case) or `*`.
+    pub fn take_fault(&mut self, method: &str) -> Option<TgError> {
+        if let Some(f) = self.faults.get_mut(method).and_then(VecDeque::pop_front) {
+            return Some(f);
+        }
+        self.faults.get_mut("*").and_then(VecDeque::pop_front)
+    }
+
+    /// Whether `id` was issued in a callback query (and consumes it).
+    pub fn answer_callback(&mut self, id: &str) -> bool {
+        self.callback_ids.remove(id)
+    }
+}
