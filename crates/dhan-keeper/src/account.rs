@@ -55,12 +55,12 @@ pub fn summary(funds: &FundLimit, holdings: &[Holding], positions: &[Position], 
         }
         out.push(block);
     }
-    let open: Vec<&Position> = positions.iter().filter(|p| p.net_qty != 0.0).collect();
+    let open = positions.iter().filter(|p| p.net_qty != 0.0).count();
     let realized: f64 = positions.iter().map(|p| p.realized_profit).sum();
     let unrealized: f64 = positions.iter().map(|p| p.unrealized_profit).sum();
     out.push(format!(
         "📈 Positions: {} open\nRealised    {}\nUnrealised  {}",
-        open.len(),
+        open,
         rupees(realized),
         rupees(unrealized)
     ));

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use dhan_keeper::clock::{Clock, SystemClock};
 use dhan_keeper::config::Config;
-use dhan_keeper::dhan::{DhanClient, DhanError};
-use dhan_keeper::mint::mint_with_totp;
+use dhan_keeper::dhan::DhanError;
+use dhan_keeper::mint::mint_and_save;
 use dhan_keeper::token::{Token, TokenSource, TokenStore};
 use dhan_keeper::{account, cli, ist};
 use dhan_sim::{DhanSim, SimConfig};
@@ -48,7 +48,8 @@ async fn tour() -> anyhow::Result<()> {
     let n = Narrator(Instant::now());
     let sim_cfg = SimConfig { token_lifetime: LIFETIME, mint_cooldown: COOLDOWN, ..SimConfig::default() };
     let sim = DhanSim::start(sim_cfg.clone()).await?;
-    let dir = tempfile_dir()?;
+    // A private (0700) temp dir, removed when the demo ends.
+    let dir = tempfile::Builder::new().prefix("dhan-keeper-demo-").tempdir()?;
     let cfg = write_config(dir.path(), &sim, &sim_cfg)?;
     println!("dhan-keeper demo: a simulated Dhan on {} (no credentials, no network).", sim.url());
     println!(
@@ -60,19 +61,20 @@ async fn tour() -> anyhow::Result<()> {
     let clock = SystemClock;
     let client = cli::dhan_client(&cfg)?;
     let store = TokenStore::new(&cfg.token_file);
-    let (pin, totp) =
-        (cfg.pin.clone().unwrap_or_else(|| dhan_keeper::secret::Secret::new("")), cfg.totp_secret.clone());
-    let Some(totp) = totp else { anyhow::bail!("demo config has no TOTP secret") };
+    let (Some(pin), Some(totp)) = (&cfg.pin, &cfg.totp_secret) else {
+        anyhow::bail!("the demo config has no PIN or TOTP secret");
+    };
 
     n.step("dhan-keeper check: reach Dhan and compare clocks");
+    let sent_at = clock.now();
     let probe = client.probe_api().await?;
-    let offset = probe.server_date.map(|d| (d - clock.now()).num_milliseconds() as f64 / 1000.0 + 0.5).unwrap_or(0.0);
+    let offset = probe.clock_offset_secs(sent_at).unwrap_or(0.0);
     n.say(&format!("✅ Dhan answered in {} ms; clock offset {offset:+.1} s (TOTP is safe)", probe.rtt.as_millis()));
 
     n.step("dhan-keeper refresh: mint a token with TOTP + PIN");
     let code = totp.code_for_submission(clock.now());
     n.say(&format!("TOTP code ●●●●●● with {} s left in its window (codes are never logged)", code.secs_left));
-    let token = mint_and_save(&client, &pin, &totp, &store, &clock).await?;
+    let token = mint_and_save(&client, pin, totp, &store, &clock).await?;
     n.say(&format!(
         "✅ saved {} (mode {:o}), expires {} — in {}",
         store.path().display(),
@@ -95,7 +97,7 @@ async fn tour() -> anyhow::Result<()> {
 
     n.step("refresh again at once: Dhan's one-mint-per-window rule");
     let code = totp.code_for_submission(clock.now());
-    match client.generate_access_token(&pin, &code.digits).await {
+    match client.generate_access_token(pin, &code.digits).await {
         Err(e @ DhanError::MintCooldown { .. }) => n.say(&format!("⏳ {e} (HTTP 200 with status:error, classified)")),
         other => anyhow::bail!("expected the cooldown, got {other:?}"),
     }
@@ -108,17 +110,24 @@ async fn tour() -> anyhow::Result<()> {
     }
     n.say("→ mint a replacement once the cooldown allows");
     tokio::time::sleep(COOLDOWN).await;
-    let token = mint_and_save(&client, &pin, &totp, &store, &clock).await?;
+    let token = mint_and_save(&client, pin, totp, &store, &clock).await?;
     n.say(&format!("✅ new token, expires {}", ist::human(&token.expires_at)));
 
     n.step("rotate before expiry: wait until 30 s are left, then replace the token");
     let wait = (token.remaining(clock.now()) - chrono::Duration::seconds(30)).to_std().unwrap_or_default();
     tokio::time::sleep(wait).await;
-    let renewed = client.renew_token(&token.access_token).await;
-    if let Err(e) = &renewed {
-        n.say(&format!("RenewToken: {e}"));
-    }
-    let fresh = mint_and_save(&client, &pin, &totp, &store, &clock).await?;
+    // Renewal first (no cooldown, no TOTP); Dhan documents it for web tokens only, so fall back.
+    let fresh = match client.renew_token(&token.access_token).await {
+        Ok(renewed) => {
+            let fresh = Token::from_minted(renewed, TokenSource::Renew, clock.now());
+            store.save(&fresh)?;
+            fresh
+        }
+        Err(e) => {
+            n.say(&format!("RenewToken: {e}"));
+            mint_and_save(&client, pin, totp, &store, &clock).await?
+        }
+    };
     let old_dead = matches!(client.profile(&token.access_token).await, Err(DhanError::AuthFailed { .. }));
     client.profile(&fresh.access_token).await?;
     n.say(&format!(
@@ -137,19 +146,6 @@ async fn tour() -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn mint_and_save(
-    client: &DhanClient,
-    pin: &dhan_keeper::secret::Secret,
-    totp: &dhan_keeper::totp::TotpSecret,
-    store: &TokenStore,
-    clock: &dyn Clock,
-) -> anyhow::Result<Token> {
-    let minted = mint_with_totp(client, pin, totp, clock).await?;
-    let token = Token::from_minted(minted, TokenSource::Totp, clock.now());
-    store.save(&token)?;
-    Ok(token)
-}
-
 fn write_config(dir: &Path, sim: &DhanSim, s: &SimConfig) -> anyhow::Result<Config> {
     let path = dir.join("dhan_config.json");
     let body = serde_json::json!({
@@ -162,33 +158,10 @@ fn write_config(dir: &Path, sim: &DhanSim, s: &SimConfig) -> anyhow::Result<Conf
     Ok(Config::load_with_env(Some(path), &|_| None)?)
 }
 
-/// A temp dir removed at the end of the demo.
-struct TempDir(std::path::PathBuf);
-
-impl TempDir {
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn tempfile_dir() -> std::io::Result<TempDir> {
-    let p = std::env::temp_dir().join(format!("dhan-keeper-demo-{}-{:08x}", std::process::id(), fastrand::u32(..)));
-    std::fs::create_dir(&p)?;
-    set_private(&p)?;
-    Ok(TempDir(p))
-}
-
 #[cfg(unix)]
 fn set_private(p: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
-    let mode = if p.is_dir() { 0o700 } else { 0o600 };
-    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o600))
 }
 
 #[cfg(not(unix))]

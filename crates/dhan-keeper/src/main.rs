@@ -26,6 +26,15 @@ struct Args {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the whole flow against a built-in simulator: no credentials, no network.
+    Demo,
+    #[command(flatten)]
+    WithConfig(ConfigCommand),
+}
+
+/// The commands that act on a user's configuration.
+#[derive(Subcommand)]
+enum ConfigCommand {
     /// Validate the config, reach Dhan, and measure this machine's clock against Dhan's.
     Check,
     /// Show the saved token's state (no network). Exit 0 only when it is valid.
@@ -40,50 +49,53 @@ enum Command {
     Refresh,
     /// Print the current TOTP code and its seconds left.
     Totp,
-    /// Run the whole flow against a built-in simulator: no credentials, no network.
-    Demo,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let quiet_default = "warn,dhan_keeper=info";
-    telemetry::init(args.log_format, quiet_default);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    if let Command::Demo = args.command {
-        return runtime.block_on(demo::run());
+    telemetry::init(args.log_format, "warn,dhan_keeper=info");
+    match args.command {
+        Command::Demo => block_on(demo::run()),
+        Command::WithConfig(command) => match Config::load(args.config) {
+            Ok(cfg) => run(command, &cfg),
+            Err(e) => {
+                eprintln!("error: {e}");
+                match e {
+                    ConfigError::Unreadable { .. } => ExitCode::FAILURE,
+                    _ => ExitCode::from(2),
+                }
+            }
+        },
     }
-    let cfg = match Config::load(args.config) {
-        Ok(cfg) => cfg,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return match e {
-                ConfigError::Unreadable { .. } => ExitCode::FAILURE,
-                _ => ExitCode::from(2),
-            };
-        }
-    };
+}
+
+fn run(command: ConfigCommand, cfg: &Config) -> ExitCode {
     for w in &cfg.warnings {
         tracing::warn!("{w}");
     }
     let clock = SystemClock;
-    match args.command {
-        Command::Check => runtime.block_on(cli::check(&cfg, &clock)),
-        Command::Status { json } => cli::status(&cfg, &clock, json),
-        Command::Token => cli::token(&cfg, &clock),
-        Command::Totp => cli::totp(&cfg, &clock),
-        Command::Refresh => match runtime.block_on(cli::refresh(&cfg, &clock)) {
-            Ok(code) => code,
-            Err(e) => {
+    match command {
+        ConfigCommand::Check => block_on(cli::check(cfg, &clock)),
+        ConfigCommand::Status { json } => cli::status(cfg, &clock, json),
+        ConfigCommand::Token => cli::token(cfg, &clock),
+        ConfigCommand::Totp => cli::totp(cfg, &clock),
+        ConfigCommand::Refresh => block_on(async {
+            cli::refresh(cfg, &clock).await.unwrap_or_else(|e| {
                 eprintln!("error: {e:#}");
                 ExitCode::FAILURE
-            }
-        },
-        Command::Demo => ExitCode::SUCCESS,
+            })
+        }),
+    }
+}
+
+/// Runs `work` on a single-threaded runtime, built only by the commands that do network I/O, so
+/// `status`, `token` and `totp` start no threads at all.
+fn block_on(work: impl std::future::Future<Output = ExitCode>) -> ExitCode {
+    match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt.block_on(work),
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            ExitCode::FAILURE
+        }
     }
 }

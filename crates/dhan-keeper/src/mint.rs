@@ -9,7 +9,48 @@ use std::time::Duration;
 use crate::clock::Clock;
 use crate::dhan::{DhanClient, DhanError, Minted};
 use crate::secret::Secret;
+use crate::token::{StoreError, Token, TokenSource, TokenStore};
 use crate::totp::TotpSecret;
+
+/// Why a new token did not end up in the token file.
+#[derive(Debug, thiserror::Error)]
+pub enum MintSaveError {
+    /// Dhan did not issue a token.
+    #[error("could not mint a new token")]
+    Dhan(#[from] DhanError),
+    /// Dhan issued a token for another account.
+    #[error("Dhan issued a token for client {issued_for}, not {expected}; check client_id in the config")]
+    WrongClient {
+        /// Whose token Dhan issued.
+        issued_for: String,
+        /// The configured client id.
+        expected: String,
+    },
+    /// The token was issued (so the previous one is dead) but could not be written.
+    #[error("the new token could not be saved (the old one is already dead at Dhan)")]
+    Store(#[from] StoreError),
+}
+
+/// Mints with TOTP + PIN, checks the token is for this client, and saves it: the one path every
+/// caller (the `refresh` command, the demo, the daemon) takes to a new automatic token.
+pub async fn mint_and_save(
+    client: &DhanClient,
+    pin: &Secret,
+    totp: &TotpSecret,
+    store: &TokenStore,
+    clock: &dyn Clock,
+) -> Result<Token, MintSaveError> {
+    let minted = mint_with_totp(client, pin, totp, clock).await?;
+    if let Some(other) = minted.client_id.as_deref().filter(|c| *c != client.client_id()) {
+        return Err(MintSaveError::WrongClient {
+            issued_for: other.to_string(),
+            expected: client.client_id().to_string(),
+        });
+    }
+    let token = Token::from_minted(minted, TokenSource::Totp, clock.now());
+    store.save(&token)?;
+    Ok(token)
+}
 
 /// Mints a token with `generateAccessToken`, retrying once on "Invalid TOTP".
 #[tracing::instrument(skip_all)]

@@ -5,7 +5,6 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
-use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -39,16 +38,6 @@ pub enum Fault {
         /// The body.
         body: serde_json::Value,
     },
-}
-
-impl Fault {
-    /// The delay, for [`Fault::Delay`].
-    pub fn delay(&self) -> Option<Duration> {
-        match self {
-            Fault::Delay { ms } => Some(Duration::from_millis(*ms)),
-            _ => None,
-        }
-    }
 }
 
 /// Pending faults per route.

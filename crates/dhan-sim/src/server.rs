@@ -63,19 +63,19 @@ async fn handle(app: Router, shared: Arc<Shared>, req: Request<Incoming>) -> Res
     let path = req.uri().path().to_string();
     if !path.starts_with("/__sim") {
         let key = route_key(&path);
-        *shared.lock().calls.entry(key.clone()).or_default() += 1;
-        if shared.lock().config.require_user_agent && !req.headers().contains_key(header::USER_AGENT) {
+        let require_user_agent = {
+            let mut st = shared.lock();
+            *st.calls.entry(key.clone()).or_default() += 1;
+            st.config.require_user_agent
+        };
+        if require_user_agent && !req.headers().contains_key(header::USER_AGENT) {
             return Ok(with_date(&shared, cloudfront_403()));
         }
         if let Some(fault) = shared.faults.take(&key) {
             tracing::debug!(route = %key, ?fault, "injecting fault");
             match fault {
                 Fault::Drop => return Err(std::io::Error::other("injected connection drop")),
-                Fault::Delay { .. } => {
-                    if let Some(d) = fault.delay() {
-                        tokio::time::sleep(d).await;
-                    }
-                }
+                Fault::Delay { ms } => tokio::time::sleep(std::time::Duration::from_millis(ms)).await,
                 other => return Ok(with_date(&shared, fault_response(&other))),
             }
         }

@@ -89,13 +89,21 @@ pub fn dh905(message: &str) -> Reply {
     api_error(400, "Input_Exception", "DH-905", message)
 }
 
-/// Dhan's expiryTime: naive IST, optionally with millis.
-pub fn ist_naive(t: DateTime<Utc>, millis: bool) -> String {
-    let ist = t.with_timezone(&FixedOffset::east_opt(19_800).unwrap_or_else(|| Utc.fix()));
-    if millis { ist.format("%Y-%m-%dT%H:%M:%S%.3f").to_string() } else { ist.format("%Y-%m-%dT%H:%M:%S").to_string() }
+/// 401 from the auth host for a wrong `app_id`/`app_secret` (observed body).
+fn unauthorized() -> Reply {
+    (401, json!({"status": "error", "message": "Unauthorized"}))
 }
 
-use chrono::Offset;
+/// `t` in IST (+05:30), the zone every Dhan wall time is written in.
+fn in_ist(t: DateTime<Utc>) -> DateTime<FixedOffset> {
+    t.with_timezone(&FixedOffset::east_opt(19_800).expect("+05:30 is within ±24 h"))
+}
+
+/// Dhan's expiryTime: naive IST, optionally with millis.
+pub fn ist_naive(t: DateTime<Utc>, millis: bool) -> String {
+    let ist = in_ist(t);
+    if millis { ist.format("%Y-%m-%dT%H:%M:%S%.3f").to_string() } else { ist.format("%Y-%m-%dT%H:%M:%S").to_string() }
+}
 
 impl SimState {
     /// Fresh state.
@@ -203,7 +211,7 @@ impl SimState {
         now: DateTime<Utc>,
     ) -> Reply {
         if !self.app_credentials_ok(app_id, app_secret) {
-            return (401, json!({"status": "error", "message": "Unauthorized"}));
+            return unauthorized();
         }
         if client != Some(self.config.client_id.as_str()) {
             return (400, json!({"status": "error", "message": "Invalid client_id"}));
@@ -241,7 +249,7 @@ impl SimState {
         now: DateTime<Utc>,
     ) -> Reply {
         if !self.app_credentials_ok(app_id, app_secret) {
-            return (401, json!({"status": "error", "message": "Unauthorized"}));
+            return unauthorized();
         }
         let Some(token_id) = token_id else {
             return dh905("Missing required fields, bad values for parameters etc.");
@@ -332,7 +340,7 @@ impl SimState {
 
     /// `GET /v2/profile` body for a token expiring at `expires_at`.
     pub fn profile(&self, expires_at: DateTime<Utc>) -> Value {
-        let ist = expires_at.with_timezone(&FixedOffset::east_opt(19_800).unwrap_or_else(|| Utc.fix()));
+        let ist = in_ist(expires_at);
         let mut body = json!({
             "dhanClientId": self.config.client_id,
             "tokenValidity": ist.format("%d/%m/%Y %H:%M").to_string(),

@@ -7,6 +7,17 @@ use serde_json::{Value, json};
 
 const TOKEN: &str = "7000000001:AAtestTokenForTheFakeBotApi_123456";
 
+/// Waits (bounded) until `sim` has exactly `n` long polls parked.
+async fn until_parked(sim: &TelegramSim, n: usize) {
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while sim.parked_polls() != n {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("the long poll parked");
+}
+
 async fn call(sim: &TelegramSim, method: &str, body: Value) -> (u16, Value) {
     let r = reqwest::Client::new()
         .post(format!("{}/bot{TOKEN}/{method}", sim.url()))
@@ -43,10 +54,8 @@ async fn long_polling_confirms_offsets_and_wakes_on_injection() {
                 .expect("json")
         })
     };
-    // Inject only once the poll is parked: wait until the server has seen the call.
-    while sim.calls().iter().filter(|m| *m == "getupdates").count() < 3 {
-        tokio::task::yield_now().await;
-    }
+    // Inject only once the poll is parked, so this tests the wake-up, not the first check.
+    until_parked(&sim, 1).await;
     sim.inject_text(42, 42, "hello");
     let woke = tokio::time::timeout(Duration::from_secs(10), poll).await.expect("woke well before 30 s").expect("task");
     assert_eq!(woke["result"][0]["message"]["text"], "hello");
@@ -60,9 +69,7 @@ async fn a_second_poller_kicks_the_first_with_409() {
         let url = url.clone();
         async move { reqwest::Client::new().post(url).json(&json!({"timeout": 30})).send().await.expect("poll") }
     });
-    while sim.calls().is_empty() {
-        tokio::task::yield_now().await;
-    }
+    until_parked(&sim, 1).await;
     let second = tokio::spawn(async move {
         reqwest::Client::new().post(url).json(&json!({"timeout": 1})).send().await.expect("poll")
     });

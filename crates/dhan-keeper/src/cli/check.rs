@@ -1,12 +1,10 @@
 //! `dhan-keeper check`: is everything in place? Config, token file, Dhan, and the clock.
 //!
 //! TOTP codes are only right if this machine's clock is; a clock 40 s off produces codes Dhan
-//! refuses. The offset is measured against the `Date` header of Dhan's api host, corrected by half
-//! the round trip (the header has 1 s resolution, so the estimate is good to about ±0.5 s).
+//! refuses. The offset is measured against the `Date` header of Dhan's api host
+//! ([`crate::dhan::Probe::clock_offset_secs`]).
 
 use std::process::ExitCode;
-
-use chrono::Duration;
 
 use crate::clock::Clock;
 use crate::config::Config;
@@ -80,11 +78,8 @@ pub async fn check(cfg: &Config, clock: &dyn Clock) -> ExitCode {
     match client.probe_api().await {
         Ok(p) => {
             println!("✅ Dhan api    {} answered in {} ms", cfg.dhan_api_url, p.rtt.as_millis());
-            match p.server_date {
-                Some(server) => {
-                    let midpoint = before + Duration::from_std(p.rtt / 2).unwrap_or_default();
-                    // The header truncates to whole seconds: the server was on average 0.5 s later.
-                    let offset = (server - midpoint).num_milliseconds() as f64 / 1000.0 + 0.5;
+            match p.clock_offset_secs(before) {
+                Some(offset) => {
                     let ahead = if offset > 0.0 { "behind" } else { "ahead of" };
                     let said = if offset.abs() < 1.0 {
                         "within 1 s of Dhan".to_string()

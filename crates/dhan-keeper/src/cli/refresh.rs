@@ -7,11 +7,9 @@ use anyhow::{Context, bail};
 use crate::clock::Clock;
 use crate::config::{Config, Mode};
 use crate::ist;
-use crate::mint::mint_with_totp;
+use crate::mint::mint_and_save;
+use crate::policy::MINT_COOLDOWN;
 use crate::token::{InstanceLock, StoreError, Token, TokenSource, TokenStore};
-
-/// Dhan's minimum gap between two `generateAccessToken` calls.
-pub const MINT_COOLDOWN: chrono::Duration = chrono::Duration::seconds(120);
 
 /// Mints a token with TOTP + PIN and saves it. The previous token dies at Dhan the moment the new
 /// one is issued, so this is refused while another dhan-keeper holds the lock.
@@ -39,7 +37,7 @@ pub async fn refresh(cfg: &Config, clock: &dyn Clock) -> anyhow::Result<ExitCode
     };
     if let Some(Token { source: Some(TokenSource::Totp), obtained_at: Some(at), .. }) = &previous {
         let at = at.with_timezone(&chrono::Utc);
-        let wait = at + MINT_COOLDOWN - now;
+        let wait = at + chrono::Duration::from_std(MINT_COOLDOWN).unwrap_or_default() - now;
         if wait > chrono::Duration::zero() {
             bail!(
                 "the last token was minted {} ago and Dhan allows one every 2 minutes; try again in {}s",
@@ -49,12 +47,7 @@ pub async fn refresh(cfg: &Config, clock: &dyn Clock) -> anyhow::Result<ExitCode
         }
     }
     let client = super::dhan_client(cfg)?;
-    let minted = mint_with_totp(&client, pin, totp, clock).await.context("could not mint a new token")?;
-    if let Some(other) = minted.client_id.as_deref().filter(|c| *c != cfg.client_id) {
-        bail!("Dhan issued a token for client {other}, not {}; check client_id in the config", cfg.client_id);
-    }
-    let token = Token::from_minted(minted, TokenSource::Totp, clock.now());
-    store.save(&token).context("the new token could not be saved (the old one is already dead at Dhan)")?;
+    let token = mint_and_save(&client, pin, totp, &store, clock).await?;
     let left = ist::human_duration(token.remaining(clock.now()));
     println!("✅ New token saved to {}", store.path().display());
     println!("   expires {} (in {left})", ist::human(&token.expires_at));

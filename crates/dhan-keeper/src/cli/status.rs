@@ -39,9 +39,9 @@ pub fn status(cfg: &Config, clock: &dyn Clock, as_json: bool) -> ExitCode {
         println!("Token file  {}", store.path().display());
         println!("Mode        {}", cfg.mode());
         match (state, token) {
-            ("valid", Some(t)) => print_token(t, now, "✅ valid", ist::human_duration(t.remaining(now)) + " left"),
+            ("valid", Some(t)) => print_token(t, "✅ valid", ist::human_duration(t.remaining(now)) + " left"),
             ("expired", Some(t)) => {
-                print_token(t, now, "❌ expired", format!("{} ago", ist::human_duration(-t.remaining(now))));
+                print_token(t, "❌ expired", format!("{} ago", ist::human_duration(-t.remaining(now))));
             }
             ("missing", _) => {
                 println!("State       ⚪ no token yet; run `dhan-keeper refresh` (automatic mode) or start the bot")
@@ -52,7 +52,7 @@ pub fn status(cfg: &Config, clock: &dyn Clock, as_json: bool) -> ExitCode {
     if state == "valid" { ExitCode::SUCCESS } else { ExitCode::FAILURE }
 }
 
-fn print_token(t: &Token, _now: chrono::DateTime<chrono::Utc>, state: &str, left: String) {
+fn print_token(t: &Token, state: &str, left: String) {
     println!("State       {state} ({left})");
     println!("Expires     {} ({})", ist::human(&t.expires_at), ist::to_ist(&t.expires_at).to_rfc3339());
     if let Some(o) = &t.obtained_at {

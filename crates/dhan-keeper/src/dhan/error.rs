@@ -8,8 +8,6 @@
 
 use std::time::Duration;
 
-use serde::Deserialize;
-
 /// A failed Dhan call.
 #[derive(Debug, thiserror::Error)]
 pub enum DhanError {
@@ -142,34 +140,15 @@ impl DhanError {
     }
 }
 
-/// The api host's error body.
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-pub(crate) struct ApiErrorBody {
-    pub error_type: String,
-    pub error_code: String,
-    pub error_message: String,
-}
-
 /// What an api-host error means. `Ok(())` marks DH-1111 ("No holdings available"), which is not
-/// an error at all.
+/// an error at all. The body is parsed once; it may be any of Dhan's shapes, or not JSON.
 pub(crate) fn classify_api_error(status: u16, body: &[u8]) -> Result<(), DhanError> {
-    let parsed: ApiErrorBody = serde_json::from_slice(body).unwrap_or_default();
-    // Data APIs use {"data":{"807":"..."}}; auth-host shapes use {"message": ...}.
-    let data_code = serde_json::from_slice::<serde_json::Value>(body)
-        .ok()
-        .and_then(|v| v.get("data")?.as_object()?.keys().next().cloned())
-        .unwrap_or_default();
-    let message = if parsed.error_message.is_empty() {
-        serde_json::from_slice::<serde_json::Value>(body)
-            .ok()
-            .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(str::to_string))
-            .unwrap_or_default()
-    } else {
-        parsed.error_message.clone()
-    };
-    let message = clip(&message);
-    let code = parsed.error_code.as_str();
+    let v: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+    let field = |key: &str| v.get(key).and_then(serde_json::Value::as_str).unwrap_or_default();
+    let code = field("errorCode");
+    // Auth-host shapes carry `message`; data APIs use {"data":{"807":"..."}}.
+    let message = clip(if field("errorMessage").is_empty() { field("message") } else { field("errorMessage") });
+    let data_code = v.get("data").and_then(|d| d.as_object()?.keys().next().cloned()).unwrap_or_default();
     if code == "DH-1111" {
         return Ok(());
     }
@@ -187,6 +166,13 @@ pub(crate) fn classify_api_error(status: u16, body: &[u8]) -> Result<(), DhanErr
         return Err(DhanError::Upstream { status, message });
     }
     Err(DhanError::Api { status, code: fallback(code.to_string(), "-"), message: fallback(message, "no details") })
+}
+
+/// [`classify_api_error`] for routes where DH-1111 means nothing: it is reported as upstream trouble.
+pub(crate) fn api_error(status: u16, body: &[u8]) -> DhanError {
+    classify_api_error(status, body)
+        .err()
+        .unwrap_or_else(|| DhanError::Upstream { status, message: "No holdings available".into() })
 }
 
 /// What a `{"status":"error","message":...}` from the auth host's mint route means.

@@ -17,7 +17,7 @@ use serde::de::DeserializeOwned;
 use url::Url;
 
 pub use error::DhanError;
-use error::{classify_api_error, classify_mint_message, clip};
+use error::{api_error, classify_api_error, classify_mint_message, clip};
 pub use wire::{FundLimit, Holding, Position, Profile};
 
 use crate::ist;
@@ -55,6 +55,16 @@ pub struct Probe {
     pub rtt: Duration,
     /// The server's `Date` header.
     pub server_date: Option<DateTime<Utc>>,
+}
+
+impl Probe {
+    /// How many seconds this machine's clock is behind the server's (negative: ahead), for a
+    /// probe sent at `sent_at` by this machine's clock. Uses the round trip's midpoint, and adds
+    /// 0.5 s because `Date` truncates to whole seconds; good to about ±0.5 s.
+    pub fn clock_offset_secs(&self, sent_at: DateTime<Utc>) -> Option<f64> {
+        let midpoint = sent_at + chrono::Duration::from_std(self.rtt / 2).unwrap_or_default();
+        self.server_date.map(|server| (server - midpoint).num_milliseconds() as f64 / 1000.0 + 0.5)
+    }
 }
 
 /// The Dhan client.
@@ -133,9 +143,7 @@ impl DhanClient {
                 Err(DhanError::Rejected { message: clip(parsed.message.as_deref().unwrap_or("no reason given")) })
             }
             (200, _) => Err(DhanError::Malformed { what: WHAT, detail: "no consentAppId in the reply".into() }),
-            (s, _) => Err(classify_api_error(s, &body)
-                .err()
-                .unwrap_or(DhanError::Upstream { status: s, message: String::new() })),
+            (s, _) => Err(api_error(s, &body)),
         }
     }
 
@@ -270,7 +278,11 @@ impl DhanClient {
     fn token_reply(&self, status: u16, body: &[u8], what: &'static str, kind: Reply) -> Result<Minted, DhanError> {
         let parsed: Result<wire::TokenResponse, _> = serde_json::from_slice(body);
         if (200..300).contains(&status) {
-            let parsed = parsed.map_err(|e| DhanError::Malformed { what, detail: format!("not JSON ({e})") })?;
+            // serde's message may quote a value from the body (which could be a token): say where only.
+            let parsed = parsed.map_err(|e| DhanError::Malformed {
+                what,
+                detail: format!("not a token reply (line {}, column {})", e.line(), e.column()),
+            })?;
             if let Some(token) = parsed.access_token.clone().filter(|t| !t.trim().is_empty()) {
                 return minted(token, &parsed, what);
             }
@@ -288,26 +300,22 @@ impl DhanClient {
         }
         let message = parsed.ok().and_then(|p| p.message).unwrap_or_default();
         match (kind, status) {
-            (Reply::Mint | Reply::Consume, 401 | 403) if !message.is_empty() || status == 401 => {
-                Err(DhanError::BadCredentials {
-                    message: clip(if message.is_empty() { "Unauthorized" } else { &message }),
-                })
+            (Reply::Mint | Reply::Consume, 401) if message.is_empty() => {
+                Err(DhanError::BadCredentials { message: "Unauthorized".into() })
+            }
+            // An empty 403 is a WAF page, not Dhan's verdict on the credentials.
+            (Reply::Mint | Reply::Consume, 401 | 403) if !message.is_empty() => {
+                Err(DhanError::BadCredentials { message: clip(&message) })
             }
             (Reply::Consume, 400 | 404 | 410) => Err(DhanError::InvalidTokenId { message: clip(&message) }),
-            (Reply::Renew, 400 | 403 | 405) => {
-                let e = classify_api_error(status, body);
-                Err(match e {
-                    Err(DhanError::Api { message, .. }) => DhanError::RenewRefused { message },
-                    Err(other) => other,
-                    Ok(()) => DhanError::RenewRefused { message: "refused".into() },
-                })
-            }
+            (Reply::Renew, 400 | 403 | 405) => Err(match api_error(status, body) {
+                DhanError::Api { message, .. } => DhanError::RenewRefused { message },
+                other => other,
+            }),
             (Reply::Mint, s) if (400..500).contains(&s) && s != 429 && !message.is_empty() => {
                 Err(classify_mint_message(&message))
             }
-            _ => Err(classify_api_error(status, body)
-                .err()
-                .unwrap_or(DhanError::Upstream { status, message: String::new() })),
+            _ => Err(api_error(status, body)),
         }
     }
 }

@@ -152,18 +152,13 @@ async fn check_fails_when_dhan_is_unreachable() {
 async fn totp_prints_the_code_dhan_expects() {
     let sim = sim().await;
     let ws = Workspace::new(&sim);
-    for _ in 0..3 {
-        let (expected, left) = sim.totp_now().expect("code");
-        if left < 3 {
-            tokio::time::sleep(std::time::Duration::from_secs(left + 1)).await;
-            continue;
-        }
-        let run = ws.run(&["totp"]).await;
-        assert_eq!(run.code, 0);
-        assert!(run.stdout.starts_with(&expected), "{run:?} vs {expected}");
-        return;
-    }
-    panic!("never found a calm TOTP window");
+    // The window may turn while the binary runs: its code must be the one before or after.
+    let (before, _) = sim.totp_now().expect("code");
+    let run = ws.run(&["totp"]).await;
+    let (after, _) = sim.totp_now().expect("code");
+    assert_eq!(run.code, 0);
+    let printed = run.stdout.split_whitespace().next().unwrap_or_default();
+    assert!(printed == before || printed == after, "{run:?} vs {before}/{after}");
 }
 
 #[tokio::test]
@@ -172,6 +167,7 @@ async fn nothing_secret_reaches_output_even_at_trace_level() {
     let ws = Workspace::new(&sim);
     let trace = [("RUST_LOG", "trace")];
     let mut runs = vec![ws.run_env(&["refresh"], &trace).await];
+    assert!(runs[0].stderr.contains("TRACE"), "trace logs were produced: {:?}", runs[0]);
     let token = ws.token_json()["access_token"].as_str().expect("token").to_string();
     sim.inject("profile", Fault::Drop, 1);
     for args in [&["check"][..], &["status"], &["status", "--json"], &["check"]] {
@@ -181,7 +177,7 @@ async fn nothing_secret_reaches_output_even_at_trace_level() {
         run.assert_no_secrets();
         assert!(!run.all().contains(&token), "access token leaked: {run:?}");
     }
-    let mut json_log = ws.run_env(&["check", "--log-format", "json"], &trace).await;
-    json_log.stdout.clear();
+    let json_log = ws.run_env(&["check", "--log-format", "json"], &trace).await;
+    assert!(json_log.stderr.contains("\"level\":\"TRACE\""), "JSON trace logs were produced: {json_log:?}");
     json_log.assert_no_secrets();
 }

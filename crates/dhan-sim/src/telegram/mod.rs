@@ -31,11 +31,17 @@ pub const MAX_POLL_SECS: u64 = 50;
 struct Shared {
     state: Mutex<TgState>,
     notify: Notify,
+    /// Message `date`s come from here, like the Dhan simulator's timestamps.
+    clock: crate::clock::SimClock,
 }
 
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, TgState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn unix_now(&self) -> i64 {
+        self.clock.now().timestamp()
     }
 }
 
@@ -46,14 +52,14 @@ pub struct TelegramSim {
     cancel: CancellationToken,
 }
 
-fn unix_now() -> i64 {
-    crate::clock::SimClock::default().now().timestamp()
-}
-
 impl TelegramSim {
     /// Starts on `127.0.0.1:0` for the bot `token` (`<bot_id>:<secret>`).
     pub async fn start(token: &str) -> std::io::Result<Self> {
-        let shared = Arc::new(Shared { state: Mutex::new(TgState::new(token)), notify: Notify::new() });
+        let shared = Arc::new(Shared {
+            state: Mutex::new(TgState::new(token)),
+            notify: Notify::new(),
+            clock: crate::clock::SimClock::default(),
+        });
         let listener = crate::server::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))?;
         let addr = listener.local_addr()?;
         let cancel = CancellationToken::new();
@@ -72,7 +78,7 @@ impl TelegramSim {
 
     /// A user writes `text` in `chat`. Returns the update id.
     pub fn inject_text(&self, chat: i64, user: i64, text: &str) -> i64 {
-        let id = self.shared.lock().inject_text(chat, user, text, unix_now());
+        let id = self.shared.lock().inject_text(chat, user, text, self.shared.unix_now());
         self.shared.notify.notify_waiters();
         id
     }
@@ -98,6 +104,12 @@ impl TelegramSim {
     /// The methods called so far, lower-cased.
     pub fn calls(&self) -> Vec<String> {
         self.shared.lock().calls.clone()
+    }
+
+    /// How many long polls are parked right now, waiting for an update: tests wait on this
+    /// instead of sleeping before they inject.
+    pub fn parked_polls(&self) -> usize {
+        self.shared.lock().parked
     }
 
     /// The registered command list.
@@ -229,6 +241,7 @@ async fn get_updates(s: Arc<Shared>, p: HashMap<String, Value>) -> Response {
     // Wake any earlier parked poll so it can notice it was superseded.
     s.notify.notify_waiters();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(timeout);
+    let mut parked: Option<Parked> = None;
     loop {
         let notified = s.notify.notified();
         {
@@ -244,10 +257,23 @@ async fn get_updates(s: Arc<Shared>, p: HashMap<String, Value>) -> Response {
             if !updates.is_empty() || timeout == 0 {
                 return envelope(Ok(Value::Array(updates)));
             }
+            if parked.is_none() {
+                st.parked += 1;
+                parked = Some(Parked(s.clone()));
+            }
         }
         if tokio::time::timeout_at(deadline, notified).await.is_err() {
             return envelope(Ok(json!([])));
         }
+    }
+}
+
+/// Counts a parked long poll for as long as it waits, including when the client hangs up.
+struct Parked(Arc<Shared>);
+
+impl Drop for Parked {
+    fn drop(&mut self) {
+        self.0.lock().parked -= 1;
     }
 }
 
@@ -281,5 +307,5 @@ fn send_message(s: &Shared, p: &HashMap<String, Value>) -> Result<Value, TgError
     if plain.chars().count() > 4096 {
         return Err(TgError::bad_request("message is too long"));
     }
-    Ok(st.record_sent(chat, &plain, markup, unix_now()))
+    Ok(st.record_sent(chat, &plain, markup, s.unix_now()))
 }

@@ -50,6 +50,8 @@ pub struct TgState {
     pub(crate) next_update_id: i64,
     /// Bumped by each long poll; a parked poll that sees a newer one answers 409.
     pub(crate) poll_generation: u64,
+    /// Long polls currently waiting for an update.
+    pub(crate) parked: usize,
     pub(crate) next_message_id: HashMap<i64, i64>,
     /// Messages the bot sent, per chat.
     pub sent: HashMap<i64, Vec<Value>>,
@@ -74,6 +76,7 @@ impl TgState {
             updates: VecDeque::new(),
             next_update_id: 100_000_001,
             poll_generation: 0,
+            parked: 0,
             next_message_id: HashMap::new(),
             sent: HashMap::new(),
             chats: HashSet::new(),
