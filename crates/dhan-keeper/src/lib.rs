@@ -12,18 +12,35 @@
 //! - [`token`]: the token, its atomic 0600 file, and the single-instance lock.
 //! - [`account`]: funds, holdings and positions as short text for a trader.
 //! - [`cli`]: the one-shot subcommands (`check`, `status`, `token`, `refresh`, `totp`).
+//! - [`lifecycle`]: the [`lifecycle::Keeper`] that owns the token, and the loop that follows the policy.
+//! - [`state`]: what the daemon remembers across restarts (paused, Telegram offset, alerts sent).
+//! - [`telegram`]: Bot API client, long polling, the outgoing queue.
+//! - [`commands`]: the conversation: authorization, commands, the paste flow ([`paste`]).
+//! - [`alerts`]: the unprompted messages (expiry ladder, confirmations, failures).
+//! - [`hook`]: the `on_refresh` command; [`serve`]: the loopback HTTP endpoint; [`metrics`].
+//! - [`app`]: `run` wires all of the above together.
 //! - [`telemetry`]: logging to stderr.
 #![warn(missing_docs)]
 
 pub mod account;
+pub mod alerts;
+pub mod app;
 pub mod cli;
 pub mod clock;
+pub mod commands;
 pub mod config;
 pub mod dhan;
+pub mod hook;
 pub mod ist;
+pub mod lifecycle;
+pub mod metrics;
 pub mod mint;
+pub mod paste;
 pub mod policy;
 pub mod secret;
+pub mod serve;
+pub mod state;
+pub mod telegram;
 pub mod telemetry;
 pub mod token;
 pub mod totp;

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use dhan_keeper::clock::SystemClock;
 use dhan_keeper::config::{Config, ConfigError};
-use dhan_keeper::{cli, telemetry};
+use dhan_keeper::{app, cli, telemetry};
 
 /// Keeps your Dhan API access token alive, and tells you on Telegram before anything goes wrong.
 #[derive(Parser)]
@@ -35,6 +35,9 @@ enum Command {
 /// The commands that act on a user's configuration.
 #[derive(Subcommand)]
 enum ConfigCommand {
+    /// Keep the token alive: rotate before expiry, alert on Telegram, answer commands. Runs until
+    /// SIGTERM or Ctrl-C.
+    Run,
     /// Validate the config, reach Dhan, and measure this machine's clock against Dhan's.
     Check,
     /// Show the saved token's state (no network). Exit 0 only when it is valid.
@@ -75,6 +78,7 @@ fn run(command: ConfigCommand, cfg: &Config) -> ExitCode {
     }
     let clock = SystemClock;
     match command {
+        ConfigCommand::Run => block_on(run_daemon(cfg.clone())),
         ConfigCommand::Check => block_on(cli::check(cfg, &clock)),
         ConfigCommand::Status { json } => cli::status(cfg, &clock, json),
         ConfigCommand::Token => cli::token(cfg, &clock),
@@ -86,6 +90,24 @@ fn run(command: ConfigCommand, cfg: &Config) -> ExitCode {
             })
         }),
     }
+}
+
+async fn run_daemon(cfg: Config) -> ExitCode {
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let clock: dhan_keeper::clock::SharedClock = std::sync::Arc::new(SystemClock);
+    let running = match app::start(cfg, clock, shutdown.clone()).await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    app::shutdown_signal().await;
+    tracing::info!("stopping");
+    shutdown.cancel();
+    running.join().await;
+    tracing::info!("stopped");
+    ExitCode::SUCCESS
 }
 
 /// Runs `work` on a single-threaded runtime, built only by the commands that do network I/O, so

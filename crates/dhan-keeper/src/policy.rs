@@ -20,13 +20,6 @@ use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Utc, Weekday};
 use crate::config::MarketHours;
 use crate::ist;
 
-/// Dhan's minimum gap between two `generateAccessToken` calls.
-pub const MINT_COOLDOWN: Duration = Duration::from_secs(120);
-/// First retry delay after a failed rotation.
-pub const BACKOFF_START: Duration = Duration::from_secs(5);
-/// Longest retry delay.
-pub const BACKOFF_CAP: Duration = Duration::from_secs(300);
-
 /// The policy's settings, from the config.
 #[derive(Debug, Clone, Copy)]
 pub struct PolicyConfig {
@@ -34,8 +27,31 @@ pub struct PolicyConfig {
     pub refresh_before: Duration,
     /// First alert this long before expiry.
     pub alert_before: Duration,
+    /// Last alert this long before expiry.
+    pub final_alert_before: Duration,
     /// Sessions to keep rotations out of.
     pub market_hours: Option<MarketHours>,
+    /// Dhan's minimum gap between two mints.
+    pub mint_cooldown: Duration,
+    /// First retry delay after a failure.
+    pub retry_min: Duration,
+    /// Longest retry delay.
+    pub retry_max: Duration,
+}
+
+impl PolicyConfig {
+    /// The policy settings of a config.
+    pub fn from_config(cfg: &crate::config::Config) -> Self {
+        Self {
+            refresh_before: cfg.refresh_before,
+            alert_before: cfg.alert_before,
+            final_alert_before: cfg.final_alert_before,
+            market_hours: cfg.market_hours,
+            mint_cooldown: cfg.mint_cooldown,
+            retry_min: cfg.retry_min,
+            retry_max: cfg.retry_max,
+        }
+    }
 }
 
 fn chrono(d: Duration) -> chrono::Duration {
@@ -77,24 +93,26 @@ pub fn next_rotation(
         Some(exp) if exp > now => rotation_time(exp, cfg),
         _ => now,
     };
-    let earliest = last_mint.map_or(planned, |m| m + chrono(MINT_COOLDOWN));
+    let earliest = last_mint.map_or(planned, |m| m + chrono(cfg.mint_cooldown));
     planned.max(earliest).max(now)
 }
 
-/// Retry delay after `failures` failed attempts in a row (1 = first failure): 5 s doubling to
-/// 5 min, then scaled by `jitter` in [0, 1) to between 50 % and 100 % so restarts don't align.
-pub fn backoff(failures: u32, jitter: f64) -> Duration {
-    let exp = BACKOFF_START.saturating_mul(1u32 << failures.saturating_sub(1).min(16));
-    let capped = exp.min(BACKOFF_CAP);
+/// Retry delay after `failures` failed attempts in a row (1 = first failure): `retry_min`
+/// (5 s) doubling to `retry_max` (5 min), then scaled by `jitter` in [0, 1) to between 50 % and
+/// 100 % so restarts don't align.
+pub fn backoff(failures: u32, jitter: f64, cfg: &PolicyConfig) -> Duration {
+    let exp = cfg.retry_min.saturating_mul(1u32 << failures.saturating_sub(1).min(16));
+    let capped = exp.min(cfg.retry_max);
     capped.mul_f64(0.5 + 0.5 * jitter.clamp(0.0, 1.0))
 }
 
 /// The steps of the expiry alert ladder, each sent at most once per token.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum AlertStep {
     /// `alert_before` ahead of expiry (default 2 h).
     Early,
-    /// 30 minutes ahead of expiry.
+    /// `final_alert_before` ahead of expiry (default 30 min).
     Final,
     /// At expiry.
     Expired,
@@ -105,7 +123,7 @@ impl AlertStep {
     pub fn due_at(self, expires_at: DateTime<Utc>, cfg: &PolicyConfig) -> DateTime<Utc> {
         match self {
             AlertStep::Early => expires_at - chrono(cfg.alert_before),
-            AlertStep::Final => expires_at - chrono::Duration::minutes(30),
+            AlertStep::Final => expires_at - chrono(cfg.final_alert_before),
             AlertStep::Expired => expires_at,
         }
     }
@@ -146,7 +164,11 @@ mod tests {
         PolicyConfig {
             refresh_before: Duration::from_secs(refresh_min * 60),
             alert_before: Duration::from_secs(2 * 3600),
+            final_alert_before: Duration::from_secs(30 * 60),
             market_hours: Some(MarketHours::default()),
+            mint_cooldown: Duration::from_secs(120),
+            retry_min: Duration::from_secs(5),
+            retry_max: Duration::from_secs(300),
         }
     }
 
@@ -234,11 +256,12 @@ mod tests {
 
     #[test]
     fn backoff_doubles_to_a_cap_with_jitter() {
-        assert_eq!(backoff(1, 1.0), Duration::from_secs(5));
-        assert_eq!(backoff(2, 1.0), Duration::from_secs(10));
-        assert_eq!(backoff(7, 1.0), Duration::from_secs(300));
-        assert_eq!(backoff(99, 1.0), Duration::from_secs(300));
-        assert_eq!(backoff(1, 0.0), Duration::from_millis(2500));
+        let c = cfg(30);
+        assert_eq!(backoff(1, 1.0, &c), Duration::from_secs(5));
+        assert_eq!(backoff(2, 1.0, &c), Duration::from_secs(10));
+        assert_eq!(backoff(7, 1.0, &c), Duration::from_secs(300));
+        assert_eq!(backoff(99, 1.0, &c), Duration::from_secs(300));
+        assert_eq!(backoff(1, 0.0, &c), Duration::from_millis(2500));
     }
 
     #[test]

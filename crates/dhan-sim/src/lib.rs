@@ -31,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use config::{Account, RenewApp, SimConfig, Superseded};
 pub use faults::Fault;
-pub use telegram::{TelegramSim, TgError};
+pub use telegram::{CallbackAnswer, TelegramSim, TgError};
 
 /// State shared by every connection.
 #[derive(Debug)]

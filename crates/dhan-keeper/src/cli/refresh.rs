@@ -8,7 +8,6 @@ use crate::clock::Clock;
 use crate::config::{Config, Mode};
 use crate::ist;
 use crate::mint::mint_and_save;
-use crate::policy::MINT_COOLDOWN;
 use crate::token::{InstanceLock, StoreError, Token, TokenSource, TokenStore};
 
 /// Mints a token with TOTP + PIN and saves it. The previous token dies at Dhan the moment the new
@@ -37,7 +36,7 @@ pub async fn refresh(cfg: &Config, clock: &dyn Clock) -> anyhow::Result<ExitCode
     };
     if let Some(Token { source: Some(TokenSource::Totp), obtained_at: Some(at), .. }) = &previous {
         let at = at.with_timezone(&chrono::Utc);
-        let wait = at + chrono::Duration::from_std(MINT_COOLDOWN).unwrap_or_default() - now;
+        let wait = at + chrono::Duration::from_std(cfg.mint_cooldown).unwrap_or_default() - now;
         if wait > chrono::Duration::zero() {
             bail!(
                 "the last token was minted {} ago and Dhan allows one every 2 minutes; try again in {}s",

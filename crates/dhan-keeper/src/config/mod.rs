@@ -42,6 +42,13 @@ pub const KNOWN_KEYS: &[&str] = &[
     "http_listen",
     "http_token",
     "dhan_timeout",
+    "final_alert_before",
+    "mint_cooldown",
+    "retry_min",
+    "retry_max",
+    "alert_after_failures",
+    "verify_every",
+    "hook_timeout",
 ];
 
 /// Keys that hold secrets: never echoed, and also readable from `<key>_file`.
@@ -126,6 +133,20 @@ pub struct Config {
     pub http_token: Option<Secret>,
     /// Per-request timeout for Dhan calls.
     pub dhan_timeout: Duration,
+    /// The last alert step before expiry (default 30 min).
+    pub final_alert_before: Duration,
+    /// Dhan's minimum gap between two mints (default 2 min; lower it only for a simulator).
+    pub mint_cooldown: Duration,
+    /// First retry delay after a failed rotation (default 5 s).
+    pub retry_min: Duration,
+    /// Longest retry delay (default 5 min).
+    pub retry_max: Duration,
+    /// Failed rotations in a row before the trader is alerted (default 3).
+    pub alert_after_failures: u32,
+    /// How often a live token is checked with `/v2/profile` to notice revocation (default 15 min).
+    pub verify_every: Duration,
+    /// How long `on_refresh` may run before it is killed (default 30 s).
+    pub hook_timeout: Duration,
     /// Things worth telling the user that do not stop dhan-keeper.
     pub warnings: Vec<String>,
 }

@@ -87,6 +87,20 @@ impl Reader<'_> {
         }
     }
 
+    /// A small positive whole number.
+    fn count(&mut self, key: &str, default: u32) -> Option<u32> {
+        let Some(raw) = self.text(key) else {
+            return Some(default);
+        };
+        match raw.parse::<u32>() {
+            Ok(n) if (1..=1000).contains(&n) => Some(n),
+            _ => {
+                self.problem(format!("`{key}` must be a whole number from 1 to 1000 (default {default}); got {raw:?}"));
+                None
+            }
+        }
+    }
+
     fn duration(&mut self, key: &str, default: Duration) -> Option<Duration> {
         let Some(raw) = self.text(key) else {
             return Some(default);
@@ -131,6 +145,27 @@ pub(super) fn validate(
     let http_listen = http_listen(&mut r);
     let http_token = r.secret("http_token", "a long random string");
     let dhan_timeout = r.duration("dhan_timeout", Duration::from_secs(15));
+    let final_alert_before = r.duration("final_alert_before", Duration::from_secs(30 * 60));
+    let mint_cooldown = r.duration("mint_cooldown", Duration::from_secs(120));
+    let retry_min = r.duration("retry_min", Duration::from_secs(5));
+    let retry_max = r.duration("retry_max", Duration::from_secs(300));
+    let alert_after_failures = r.count("alert_after_failures", 3);
+    let verify_every = r.duration("verify_every", Duration::from_secs(15 * 60));
+    let hook_timeout = r.duration("hook_timeout", Duration::from_secs(30));
+    if let (Some(a), Some(f)) = (alert_before, final_alert_before)
+        && f > a
+    {
+        r.problem(format!(
+            "`final_alert_before` ({}) must not be longer than `alert_before` ({}); the final alert comes last",
+            humantime::format_duration(f),
+            humantime::format_duration(a)
+        ));
+    }
+    if let (Some(lo), Some(hi)) = (retry_min, retry_max)
+        && lo > hi
+    {
+        r.problem("`retry_min` must not be longer than `retry_max`".into());
+    }
 
     // Cross-key rules, on presence rather than validity so a bad value is reported once.
     let (has_pin, has_totp) = (has(&r, "pin"), has(&r, "totp_secret"));
@@ -177,6 +212,13 @@ pub(super) fn validate(
         Some(on_refresh),
         Some(http_listen),
         Some(dhan_timeout),
+        Some(final_alert_before),
+        Some(mint_cooldown),
+        Some(retry_min),
+        Some(retry_max),
+        Some(alert_after_failures),
+        Some(verify_every),
+        Some(hook_timeout),
     ) = (
         client_id,
         alert_before,
@@ -188,6 +230,13 @@ pub(super) fn validate(
         on_refresh,
         http_listen,
         dhan_timeout,
+        final_alert_before,
+        mint_cooldown,
+        retry_min,
+        retry_max,
+        alert_after_failures,
+        verify_every,
+        hook_timeout,
     )
     else {
         return Err(vec!["internal: a key failed without a message; please report this".into()]);
@@ -213,6 +262,13 @@ pub(super) fn validate(
         http_listen,
         http_token,
         dhan_timeout,
+        final_alert_before,
+        mint_cooldown,
+        retry_min,
+        retry_max,
+        alert_after_failures,
+        verify_every,
+        hook_timeout,
         warnings: r.warnings,
     })
 }

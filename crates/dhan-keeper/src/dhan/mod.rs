@@ -17,7 +17,8 @@ use serde::de::DeserializeOwned;
 use url::Url;
 
 pub use error::DhanError;
-use error::{api_error, classify_api_error, classify_mint_message, clip};
+pub(crate) use error::clip;
+use error::{api_error, classify_api_error, classify_mint_message};
 pub use wire::{FundLimit, Holding, Position, Profile};
 
 use crate::ist;

@@ -7,6 +7,7 @@ use chrono::{DateTime, FixedOffset, Utc};
 use serde::{Deserialize, Serialize};
 
 pub use lock::{InstanceLock, LockError};
+pub(crate) use store::write_atomic;
 pub use store::{StoreError, TokenStore};
 
 use crate::dhan::Minted;

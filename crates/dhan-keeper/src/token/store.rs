@@ -88,31 +88,11 @@ impl TokenStore {
 
     /// Replaces the file with `token`, atomically and with mode 0600.
     pub fn save(&self, token: &Token) -> Result<(), StoreError> {
-        let body = render(token);
-        let dir = match self.path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        let name = self.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let tmp = dir.join(format!(".{name}.tmp-{}-{:08x}", std::process::id(), fastrand::u32(..)));
-        let io = |op, source| StoreError::Io { op, path: self.path.clone(), source };
-        let result = (|| {
-            let mut f = open_private(&tmp).map_err(|e| io("create a temp file beside", e))?;
-            f.write_all(body.as_bytes()).map_err(|e| io("write", e))?;
-            f.sync_all().map_err(|e| io("fsync", e))?;
-            drop(f);
-            fs::rename(&tmp, &self.path).map_err(|e| io("rename into place", e))?;
-            // Make the rename itself durable. Some filesystems refuse to fsync a directory; the
-            // data is already safe in the file, so that is not an error.
-            if let Ok(d) = File::open(&dir) {
-                let _ = d.sync_all();
-            }
-            Ok(())
-        })();
-        if result.is_err() {
-            let _ = fs::remove_file(&tmp);
-        }
-        result
+        write_atomic(&self.path, render(token).as_bytes()).map_err(|(op, source)| StoreError::Io {
+            op,
+            path: self.path.clone(),
+            source,
+        })
     }
 
     /// Moves a corrupt file out of the way (`dhan_token.json.corrupt-20261125T101500`), so it is
@@ -128,6 +108,35 @@ impl TokenStore {
         })?;
         Ok(target)
     }
+}
+
+/// Writes `bytes` to `path` so that a reader (or a crash) sees the old file or the new one, never
+/// a mix: a 0600 temp file beside it, fsync, rename, fsync of the directory. On failure the temp
+/// file is removed and the error names the step that failed.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), (&'static str, std::io::Error)> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp-{}-{:08x}", std::process::id(), fastrand::u32(..)));
+    let result = (|| {
+        let mut f = open_private(&tmp).map_err(|e| ("create a temp file beside", e))?;
+        f.write_all(bytes).map_err(|e| ("write", e))?;
+        f.sync_all().map_err(|e| ("fsync", e))?;
+        drop(f);
+        fs::rename(&tmp, path).map_err(|e| ("rename into place", e))?;
+        // Make the rename itself durable. Some filesystems refuse to fsync a directory; the
+        // data is already safe in the file, so that is not an error.
+        if let Ok(d) = File::open(&dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
 }
 
 #[cfg(unix)]

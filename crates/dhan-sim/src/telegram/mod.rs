@@ -23,7 +23,7 @@ use serde_json::{Value, json};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-pub use state::{TgError, TgState};
+pub use state::{CallbackAnswer, TgError, TgState};
 
 /// Longest long poll the server allows (the local Bot API server's cap).
 pub const MAX_POLL_SECS: u64 = 50;
@@ -115,6 +115,11 @@ impl TelegramSim {
     /// The registered command list.
     pub fn commands(&self) -> Value {
         self.shared.lock().commands.clone()
+    }
+
+    /// Every answer the bot gave to a button press, in order.
+    pub fn callback_answers(&self) -> Vec<state::CallbackAnswer> {
+        self.shared.lock().answers.clone()
     }
 
     /// Fails the next `count` calls of `method` (any case, or `*`) with `error`.
@@ -219,14 +224,47 @@ async fn dispatch(
         "getwebhookinfo" => Ok(json!({"url": "", "has_custom_certificate": false, "pending_update_count": 0})),
         "answercallbackquery" => {
             let id = p.get("callback_query_id").and_then(Value::as_str).unwrap_or_default().to_string();
-            if s.lock().answer_callback(&id) {
+            let text = p.get("text").and_then(Value::as_str).map(str::to_string);
+            let show_alert = p.get("show_alert").is_some_and(|v| v == &Value::Bool(true) || v == "true");
+            if text.as_ref().is_some_and(|t| t.chars().count() > 200) {
+                return envelope(Err(TgError::bad_request("MESSAGE_TOO_LONG")));
+            }
+            if s.lock().answer_callback(&id, text, show_alert) {
                 Ok(Value::Bool(true))
             } else {
                 Err(TgError::bad_request("query is too old and response timeout expired or query ID is invalid"))
             }
         }
+        "editmessagetext" => edit_message_text(&s, &p),
         _ => Err(TgError { code: 404, description: "Not Found: method not found".into(), retry_after: None }),
     })
+}
+
+fn edit_message_text(s: &Shared, p: &HashMap<String, Value>) -> Result<Value, TgError> {
+    let Some(chat) = int_param(p, "chat_id") else { return Err(TgError::bad_request("chat_id is empty")) };
+    let Some(message_id) = int_param(p, "message_id") else {
+        return Err(TgError::bad_request("message identifier is not specified"));
+    };
+    let raw = p.get("text").and_then(Value::as_str).unwrap_or_default();
+    if raw.trim().is_empty() {
+        return Err(TgError::bad_request("message text is empty"));
+    }
+    let plain = parse_text(raw, p)?;
+    let markup = object_param(p, "reply_markup");
+    s.lock().edit_text(chat, message_id, &plain, markup)
+}
+
+/// The text a reader sees, after the message's `parse_mode` is applied.
+fn parse_text(raw: &str, p: &HashMap<String, Value>) -> Result<String, TgError> {
+    let mode = p.get("parse_mode").and_then(Value::as_str).unwrap_or("").to_ascii_lowercase();
+    match mode.as_str() {
+        "" | "none" | "markdown" => Ok(raw.to_string()),
+        "html" => text::parse_html(raw).map_err(|e| TgError::bad_request(&format!("can't parse entities: {e}"))),
+        "markdownv2" => {
+            text::parse_markdown_v2(raw).map_err(|e| TgError::bad_request(&format!("can't parse entities: {e}")))
+        }
+        _ => Err(TgError::bad_request("unsupported parse_mode")),
+    }
 }
 
 async fn get_updates(s: Arc<Shared>, p: HashMap<String, Value>) -> Response {
@@ -286,16 +324,7 @@ fn send_message(s: &Shared, p: &HashMap<String, Value>) -> Result<Value, TgError
     if raw.len() > 1 << 15 {
         return Err(TgError::bad_request("text is too long"));
     }
-    let mode = p.get("parse_mode").and_then(Value::as_str).unwrap_or("").to_ascii_lowercase();
-    let plain = match mode.as_str() {
-        "" | "none" => raw.to_string(),
-        "html" => text::parse_html(raw).map_err(|e| TgError::bad_request(&format!("can't parse entities: {e}")))?,
-        "markdownv2" => {
-            text::parse_markdown_v2(raw).map_err(|e| TgError::bad_request(&format!("can't parse entities: {e}")))?
-        }
-        "markdown" => raw.to_string(),
-        _ => return Err(TgError::bad_request("unsupported parse_mode")),
-    };
+    let plain = parse_text(raw, p)?;
     let markup = object_param(p, "reply_markup");
     if p.contains_key("reply_markup") && !markup.as_ref().is_some_and(Value::is_object) {
         return Err(TgError::bad_request("object expected as reply markup"));

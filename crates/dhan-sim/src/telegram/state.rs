@@ -27,6 +27,18 @@ impl TgError {
         Self { code: 429, description: format!("Too Many Requests: retry after {secs}"), retry_after: Some(secs) }
     }
 
+    /// A 5xx such as 502 `Bad Gateway`, as the Bot API's front end returns in an outage.
+    pub fn server(code: u16) -> Self {
+        let what = match code {
+            500 => "Internal Server Error",
+            502 => "Bad Gateway",
+            503 => "Service Unavailable",
+            504 => "Gateway Timeout",
+            _ => "Server Error",
+        };
+        Self { code, description: what.into(), retry_after: None }
+    }
+
     /// The JSON envelope.
     pub fn body(&self) -> Value {
         let mut v = json!({"ok": false, "error_code": self.code, "description": self.description});
@@ -35,6 +47,17 @@ impl TgError {
         }
         v
     }
+}
+
+/// How the bot answered a button press.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallbackAnswer {
+    /// The callback query id.
+    pub id: String,
+    /// The toast or dialog text.
+    pub text: Option<String>,
+    /// Shown as a dialog.
+    pub show_alert: bool,
 }
 
 /// Everything the fake Telegram remembers.
@@ -60,6 +83,8 @@ pub struct TgState {
     /// The last `setMyCommands` list.
     pub commands: Value,
     pub(crate) callback_ids: HashSet<String>,
+    /// Every answered button press, in order.
+    pub answers: Vec<CallbackAnswer>,
     pub(crate) faults: HashMap<String, VecDeque<TgError>>,
     /// Every method called, lower-cased, in order.
     pub calls: Vec<String>,
@@ -82,6 +107,7 @@ impl TgState {
             chats: HashSet::new(),
             commands: json!([]),
             callback_ids: HashSet::new(),
+            answers: Vec::new(),
             faults: HashMap::new(),
             calls: Vec::new(),
         }
@@ -190,8 +216,43 @@ impl TgState {
         self.faults.get_mut("*").and_then(VecDeque::pop_front)
     }
 
-    /// Whether `id` was issued in a callback query (and consumes it).
-    pub fn answer_callback(&mut self, id: &str) -> bool {
-        self.callback_ids.remove(id)
+    /// Whether `id` was issued in a callback query (and consumes it); records the answer.
+    pub fn answer_callback(&mut self, id: &str, text: Option<String>, show_alert: bool) -> bool {
+        let ok = self.callback_ids.remove(id);
+        if ok {
+            self.answers.push(CallbackAnswer { id: id.to_string(), text, show_alert });
+        }
+        ok
+    }
+
+    /// Replaces the text of a message the bot sent.
+    pub fn edit_text(
+        &mut self,
+        chat: i64,
+        message_id: i64,
+        text: &str,
+        reply_markup: Option<Value>,
+    ) -> Result<Value, TgError> {
+        let Some(m) =
+            self.sent.get_mut(&chat).and_then(|list| list.iter_mut().find(|m| m["message_id"] == json!(message_id)))
+        else {
+            return Err(TgError::bad_request("message to edit not found"));
+        };
+        if m["text"] == json!(text) && reply_markup.is_none() {
+            return Err(TgError::bad_request(
+                "message is not modified: specified new message content and reply markup are exactly the same as a current content and reply markup of the message",
+            ));
+        }
+        m["text"] = json!(text);
+        m["edit_date"] = m["date"].clone();
+        match reply_markup {
+            Some(r) => m["reply_markup"] = r,
+            None => {
+                if let Some(o) = m.as_object_mut() {
+                    o.remove("reply_markup");
+                }
+            }
+        }
+        Ok(m.clone())
     }
 }

@@ -1,0 +1,203 @@
+//! `dhan-keeper run`: take the lock, load and check the saved token, start Telegram, the HTTP
+//! endpoint and the lifecycle loop, and stop them all on shutdown.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::SharedClock;
+use crate::commands::{Bot, COMMANDS};
+use crate::config::Config;
+use crate::dhan::DhanError;
+use crate::lifecycle::{self, Keeper, Live};
+use crate::telegram::{BotClient, Outbox, outbox, poller};
+use crate::token::{InstanceLock, LockError, StoreError, Token, TokenStore};
+use crate::{alerts, ist};
+
+/// Why `run` could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// Another process holds the lock.
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    /// The token file exists but cannot be read.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The HTTP client could not be built.
+    #[error(transparent)]
+    Dhan(#[from] DhanError),
+    /// The Telegram client could not be built.
+    #[error(transparent)]
+    Telegram(#[from] crate::telegram::TgError),
+    /// `http_listen` could not be bound.
+    #[error("cannot listen on http_listen {addr}: {source}; is another process using that port?")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// What `run` started, for callers that want to talk to it (tests, the demo).
+#[derive(Debug)]
+pub struct Running {
+    /// The keeper.
+    pub keeper: Arc<Keeper>,
+    /// Where the HTTP endpoint listens, if configured.
+    pub http: Option<SocketAddr>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    _lock: InstanceLock,
+}
+
+impl Running {
+    /// Waits for every task to stop (after `shutdown` was cancelled).
+    pub async fn join(self) {
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+/// Starts everything; returns once it is running. Cancel `shutdown` to stop it.
+pub async fn start(cfg: Config, clock: SharedClock, shutdown: CancellationToken) -> Result<Running, AppError> {
+    let lock = InstanceLock::acquire(&cfg.lock_file(), "dhan-keeper run")?;
+    let dhan = crate::cli::dhan_client(&cfg)?;
+    let store = TokenStore::new(cfg.token_file.clone());
+    let token = match store.load() {
+        Ok(t) => t,
+        Err(e @ StoreError::Corrupt { .. }) => {
+            let aside = store.set_aside(clock.now())?;
+            tracing::warn!(error = %e, aside = %aside.display(), "the token file was corrupt; kept it aside and will get a new token");
+            None
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let (token, live) = check_saved(token, &dhan, &cfg, &clock).await;
+
+    let mut tasks = Vec::new();
+    let telegram = match (&cfg.telegram_bot_token, cfg.telegram_chat_id) {
+        (Some(bot_token), Some(_)) => Some(BotClient::new(&cfg.telegram_api_url, bot_token)?),
+        _ => None,
+    };
+    let (outbox, rx) = match &telegram {
+        Some(_) => {
+            let (o, rx) = Outbox::new();
+            (o, Some(rx))
+        }
+        None => (Outbox::disabled(), None),
+    };
+    let revoked = live.revoked;
+    let keeper = Arc::new(Keeper::new(cfg, dhan, clock, outbox.clone(), token, live));
+    if revoked {
+        keeper.metrics.failure("revoked");
+        if let Some(chat) = keeper.alert_chat() {
+            outbox.message(chat, alerts::revoked(keeper.cfg.mode()), vec![]);
+        }
+    }
+    if let (Some(client), Some(rx)) = (telegram, rx) {
+        tasks.push(tokio::spawn(outbox::run_sender(client.clone(), rx, outbox.clone(), shutdown.clone())));
+        tasks.push(tokio::spawn(telegram_loop(client, Arc::clone(&keeper), shutdown.clone())));
+    } else {
+        tracing::info!("Telegram is not configured (telegram_bot_token + telegram_chat_id); alerts go to the log only");
+    }
+    let http = match keeper.cfg.http_listen {
+        Some(addr) => {
+            let (local, task) = crate::serve::bind(addr, Arc::clone(&keeper), shutdown.clone())
+                .await
+                .map_err(|source| AppError::Listen { addr, source })?;
+            tracing::info!(%local, "serving /healthz, /metrics and /token");
+            tasks.push(task);
+            Some(local)
+        }
+        None => None,
+    };
+    tasks.push(tokio::spawn(lifecycle::run(Arc::clone(&keeper), shutdown)));
+    Ok(Running { keeper, http, tasks, _lock: lock })
+}
+
+/// Decides whether the saved token can be reused: alive, ours, and accepted by `/v2/profile`.
+/// No mint happens here: a mint on a plain restart would kill the token a trading program holds.
+async fn check_saved(
+    token: Option<Token>,
+    dhan: &crate::dhan::DhanClient,
+    cfg: &Config,
+    clock: &SharedClock,
+) -> (Option<Token>, Live) {
+    let now = clock.now();
+    let mut live = Live::default();
+    let Some(t) = token else {
+        tracing::info!("no saved token");
+        return (None, live);
+    };
+    if t.is_expired(now) {
+        tracing::info!(expired_at = %ist::human(&t.expires_at), "the saved token has expired");
+        return (Some(t), live);
+    }
+    if t.client_id.as_deref().is_some_and(|c| c != cfg.client_id) {
+        tracing::warn!("the saved token belongs to another client id than the config's; it will be replaced");
+        return (None, live);
+    }
+    match dhan.profile(&t.access_token).await {
+        Ok(p) if !p.dhan_client_id.is_empty() && p.dhan_client_id != cfg.client_id => {
+            tracing::warn!("Dhan says the saved token is for another client id; it will be replaced");
+            return (None, live);
+        }
+        Ok(_) => {
+            tracing::info!(expires_at = %ist::human(&t.expires_at), left = %ist::human_duration(t.remaining(now)), "reusing the saved token (Dhan accepts it)");
+            live.dhan_reachable = Some(true);
+            live.last_verify = Some(now);
+        }
+        Err(DhanError::AuthFailed { message }) => {
+            tracing::warn!(%message, "Dhan rejects the saved token although it has not expired: revoked");
+            live.revoked = true;
+            live.dhan_reachable = Some(true);
+            live.last_verify = Some(now);
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "could not check the saved token with Dhan; keeping it and checking again later");
+            live.dhan_reachable = Some(false);
+            live.last_verify = Some(now);
+        }
+    }
+    (Some(t), live)
+}
+
+async fn telegram_loop(client: BotClient, keeper: Arc<Keeper>, shutdown: CancellationToken) {
+    let Some(me) = poller::wait_for_me(&client, &shutdown).await else { return };
+    let username = me.username.unwrap_or_default();
+    tracing::info!(bot = %username, "Telegram bot connected");
+    poller::register_commands(&client, COMMANDS).await;
+    let bot = Arc::new(Bot::new(Arc::clone(&keeper), username));
+    let handler = Arc::new(move |update| {
+        let bot = Arc::clone(&bot);
+        async move { bot.handle(update).await }
+    });
+    let offset = keeper.state.get().telegram_offset;
+    let state = Arc::clone(&keeper);
+    poller::poll(&client, offset, move |o| state.state.update(|s| s.telegram_offset = o), handler, &shutdown).await;
+}
+
+/// Waits for SIGTERM or SIGINT (Ctrl-C).
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+            }
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

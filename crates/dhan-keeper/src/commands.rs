@@ -1,0 +1,476 @@
+//! The Telegram conversation: who may say what, and what the bot answers.
+//!
+//! Authorization comes first and is decided by chat id alone: the alert chat and the admin chat
+//! may read; only the admin chat may change anything (`/refresh`, `/pause`, `/resume`, pastes,
+//! buttons). Any other chat gets no answer and causes no Dhan call; the attempt is logged with
+//! its chat id, and the admin hears about it at most once per chat per hour.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
+use frankenstein::types::{CallbackQuery, MaybeInaccessibleMessage, Message};
+use frankenstein::updates::{Update, UpdateContent};
+
+use crate::account;
+use crate::alerts;
+use crate::config::Mode;
+use crate::ist;
+use crate::lifecycle::{Keeper, RotateError};
+use crate::paste::{self, Paste};
+use crate::telegram::Button;
+use crate::telegram::html::escape;
+
+/// The command list registered with `setMyCommands`, also the body of `/help`.
+pub const COMMANDS: &[(&str, &str)] = &[
+    ("start", "Bot and token overview"),
+    ("status", "Token validity, expiry (IST), next rotation and alert"),
+    ("refresh", "Get a new token now (admin)"),
+    ("account", "Funds, holdings and positions"),
+    ("pause", "Stop automatic rotation and alerts (admin)"),
+    ("resume", "Restart automatic rotation and alerts (admin)"),
+    ("help", "This list"),
+];
+
+/// A parsed command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// `/start`.
+    Start,
+    /// `/status`.
+    Status,
+    /// `/refresh`.
+    Refresh,
+    /// `/account`.
+    Account,
+    /// `/help`.
+    Help,
+    /// `/pause`.
+    Pause,
+    /// `/resume`.
+    Resume,
+    /// Anything else that starts with `/`.
+    Unknown(String),
+}
+
+impl Command {
+    /// Parses `/cmd`, `/cmd@botname` (the name compared without case) and ignores commands
+    /// addressed to another bot (`None`). Text that is not a command is `None` as well.
+    pub fn parse(text: &str, bot_username: &str) -> Option<Command> {
+        let word = text.split_whitespace().next()?;
+        let body = word.strip_prefix('/')?;
+        let (name, target) = match body.split_once('@') {
+            Some((n, t)) => (n, Some(t)),
+            None => (body, None),
+        };
+        if target.is_some_and(|t| !t.eq_ignore_ascii_case(bot_username)) {
+            return None;
+        }
+        Some(match name.to_ascii_lowercase().as_str() {
+            "start" => Command::Start,
+            "status" => Command::Status,
+            "refresh" => Command::Refresh,
+            "account" => Command::Account,
+            "help" => Command::Help,
+            "pause" => Command::Pause,
+            "resume" => Command::Resume,
+            other => Command::Unknown(other.to_string()),
+        })
+    }
+
+    fn admin_only(&self) -> bool {
+        matches!(self, Command::Refresh | Command::Pause | Command::Resume)
+    }
+}
+
+/// Who is talking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// `admin_chat_id`: everything.
+    Admin,
+    /// `telegram_chat_id` when it is not the admin chat: read-only.
+    Viewer,
+    /// Anyone else: nothing.
+    Stranger,
+}
+
+/// The bot: parses updates, checks who sent them, answers.
+#[derive(Debug)]
+pub struct Bot {
+    keeper: Arc<Keeper>,
+    username: String,
+    strangers: Mutex<HashMap<i64, DateTime<Utc>>>,
+}
+
+impl Bot {
+    /// A bot for `keeper`, known to Telegram as `@username`.
+    pub fn new(keeper: Arc<Keeper>, username: String) -> Self {
+        Self { keeper, username, strangers: Mutex::new(HashMap::new()) }
+    }
+
+    /// The role of a chat.
+    pub fn role(&self, chat: i64) -> Role {
+        let cfg = &self.keeper.cfg;
+        if cfg.admin_chat_id == Some(chat) {
+            Role::Admin
+        } else if cfg.telegram_chat_id == Some(chat) {
+            Role::Viewer
+        } else {
+            Role::Stranger
+        }
+    }
+
+    fn reply(&self, chat: i64, html: impl Into<String>) {
+        self.keeper.outbox.message(chat, html, vec![]);
+    }
+
+    /// Handles one update. Never panics on input; every failure becomes a reply or a log line.
+    pub async fn handle(&self, update: Update) {
+        match update.content {
+            UpdateContent::Message(m) => self.on_message(&m).await,
+            UpdateContent::CallbackQuery(q) => self.on_callback(&q).await,
+            _ => {}
+        }
+    }
+
+    async fn on_message(&self, m: &Message) {
+        let chat = m.chat.id;
+        let Some(text) = m.text.as_deref() else { return };
+        let command = Command::parse(text, &self.username);
+        if text.trim_start().starts_with('/') && command.is_none() {
+            return; // a command for another bot in a group
+        }
+        let role = self.role(chat);
+        if role == Role::Stranger {
+            let what = match &command {
+                Some(c) => format!("{c:?}").to_lowercase(),
+                None => "a message".into(),
+            };
+            self.stranger(chat, m.from.as_ref().map(|u| u.id), &what);
+            return;
+        }
+        match command {
+            Some(c) if c.admin_only() && role != Role::Admin => {
+                self.reply(chat, "🔒 Only the admin chat can do that.");
+            }
+            Some(c) => self.command(chat, c).await,
+            None if role == Role::Admin => self.paste(chat, text).await,
+            None => self.reply(chat, "🔒 Only the admin chat can paste tokens. Send /help for commands."),
+        }
+    }
+
+    /// Logs a stranger and tells the admin at most once per chat per hour.
+    fn stranger(&self, chat: i64, user: Option<u64>, what: &str) {
+        tracing::warn!(
+            chat,
+            user,
+            what,
+            "ignored a Telegram chat that is not configured; if that is you, put this chat id in telegram_chat_id / \
+             admin_chat_id"
+        );
+        let now = self.keeper.clock.now();
+        let tell = {
+            let mut seen = self.strangers.lock().unwrap_or_else(|e| e.into_inner());
+            let recent = seen.get(&chat).is_some_and(|t| now - *t < chrono::Duration::hours(1));
+            if !recent {
+                seen.insert(chat, now);
+            }
+            !recent
+        };
+        if tell && let Some(admin) = self.keeper.cfg.admin_chat_id {
+            self.reply(
+                admin,
+                format!(
+                    "🚫 An unknown chat (id <code>{chat}</code>) sent {}. It got no answer. If that was you, add this id to the config.",
+                    escape(what)
+                ),
+            );
+        }
+    }
+
+    async fn command(&self, chat: i64, c: Command) {
+        match c {
+            Command::Start => self.reply(chat, self.start_text()),
+            Command::Status => self.reply(chat, self.status_text()),
+            Command::Help => self.reply(chat, help_text()),
+            Command::Account => self.account(chat).await,
+            Command::Refresh => self.refresh(chat).await,
+            Command::Pause => {
+                self.keeper.set_paused(true);
+                self.reply(
+                    chat,
+                    "⏸ Paused: no automatic rotation and no alerts until /resume (this survives restarts).",
+                );
+            }
+            Command::Resume => {
+                self.keeper.set_paused(false);
+                self.reply(chat, "▶️ Resumed: automatic rotation and alerts are back on.");
+            }
+            Command::Unknown(name) => {
+                self.reply(chat, format!("I don't know /{}. Send /help for the list.", escape(&name)));
+            }
+        }
+    }
+
+    fn token_line(&self, now: DateTime<Utc>) -> String {
+        let k = &self.keeper;
+        match (k.token(), k.live().revoked) {
+            (None, _) => "⛔ no token".into(),
+            (Some(_), true) => "🚫 revoked by Dhan (a newer token was generated elsewhere)".into(),
+            (Some(t), false) if t.is_expired(now) => format!("⛔ expired at {}", ist::human(&t.expires_at)),
+            (Some(t), false) => {
+                let left = t.remaining(now);
+                let mark = if left < chrono::Duration::from_std(k.cfg.alert_before).unwrap_or_default() {
+                    "🟡"
+                } else {
+                    "🟢"
+                };
+                format!("{mark} valid, {} left", ist::human_duration(left))
+            }
+        }
+    }
+
+    fn start_text(&self) -> String {
+        let k = &self.keeper;
+        let now = k.clock.now();
+        let paused = if k.state.get().paused { "⏸ paused (/resume)" } else { "▶️ active" };
+        format!(
+            "👋 <b>dhan-keeper</b> v{}\nMode: {}\nToken: {}\nRotation and alerts: {paused}\nClient: <code>{}</code>\n\nSend /help for commands.",
+            env!("CARGO_PKG_VERSION"),
+            escape(&k.cfg.mode().to_string()),
+            self.token_line(now),
+            escape(&k.cfg.client_id),
+        )
+    }
+
+    /// The `/status` text.
+    pub fn status_text(&self) -> String {
+        let k = &self.keeper;
+        let now = k.clock.now();
+        let live = k.live();
+        let state = k.state.get();
+        let mut s = format!("<b>Token</b>: {}", self.token_line(now));
+        if let Some(t) = k.token() {
+            s.push_str(&format!("\nExpires: {}", ist::human(&t.expires_at)));
+            let source = t.source.map(|x| x.to_string()).unwrap_or_else(|| "unknown (older file)".into());
+            match t.obtained_at {
+                Some(at) => s.push_str(&format!("\nSource: {} · obtained {}", escape(&source), ist::human(&at))),
+                None => s.push_str(&format!("\nSource: {}", escape(&source))),
+            }
+        }
+        match &state.last_attempt {
+            Some(a) => s.push_str(&format!(
+                "\nLast refresh: {} {} — {}",
+                if a.ok { "✅" } else { "❌" },
+                ist::human(&a.at),
+                escape(&a.what)
+            )),
+            None => s.push_str("\nLast refresh: none since this daemon started keeping state"),
+        }
+        if live.failures > 0 {
+            s.push_str(&format!("\nFailures in a row: {}", live.failures));
+        }
+        if state.paused {
+            s.push_str("\nNext rotation: ⏸ paused (/resume)");
+        } else {
+            match (k.cfg.mode(), live.next_rotation) {
+                (_, Some(t)) => s.push_str(&format!("\nNext rotation: {}", ist::human(&ist::to_ist(&t)))),
+                (Mode::Consent, None) => s.push_str("\nNext rotation: by you, through the login link (consent mode)"),
+                (Mode::Automatic, None) => s.push_str("\nNext rotation: being planned"),
+            }
+            if let Some(t) = live.next_alert {
+                s.push_str(&format!("\nNext alert: {}", ist::human(&ist::to_ist(&t))));
+            }
+        }
+        s.push_str(match live.dhan_reachable {
+            Some(true) => "\nDhan: ✅ reachable",
+            Some(false) => "\nDhan: ⚠️ not answering",
+            None => "\nDhan: not checked yet",
+        });
+        s
+    }
+
+    async fn account(&self, chat: i64) {
+        let k = &self.keeper;
+        let Some(token) = k.usable_token() else {
+            self.reply(chat, "⛔ No valid token, so Dhan cannot be asked. Send /refresh first.");
+            return;
+        };
+        let t = &token.access_token;
+        let (funds, holdings, positions) = tokio::join!(k.dhan.fund_limit(t), k.dhan.holdings(t), k.dhan.positions(t));
+        match (funds, holdings, positions) {
+            (Ok(f), Ok(h), Ok(p)) => {
+                let blocks: Vec<String> = account::summary(&f, &h, &p, 10).iter().map(|b| escape(b)).collect();
+                self.reply(chat, blocks.join("\n\n"));
+            }
+            (f, h, p) => {
+                let err = [f.err(), h.err(), p.err()].into_iter().flatten().next();
+                let why = err.map(|e| e.to_string()).unwrap_or_default();
+                self.reply(chat, format!("❌ Could not read the account: {}", escape(&why)));
+            }
+        }
+    }
+
+    async fn refresh(&self, chat: i64) {
+        let k = &self.keeper;
+        match k.cfg.mode() {
+            Mode::Automatic => {
+                if let Some(until) = k.cooldown_until(k.clock.now()) {
+                    let wait = until - k.clock.now();
+                    self.reply(
+                        chat,
+                        format!(
+                            "⏳ Dhan allows one new token every {}. Try again in {} (after {}).",
+                            humantime::format_duration(k.cfg.mint_cooldown),
+                            ist::human_duration(wait),
+                            ist::to_ist(&until).format("%H:%M:%S IST")
+                        ),
+                    );
+                    return;
+                }
+                self.reply(chat, "🔄 Getting a new token…");
+                match k.rotate("/refresh").await {
+                    Ok(t) if Some(chat) != k.alert_chat() => self.reply(chat, alerts::rotated(&t, k.clock.now())),
+                    Ok(_) => {} // the confirmation went to this chat already
+                    Err(e) => self.reply(chat, format!("❌ No new token: {}", escape(&e.to_string()))),
+                }
+            }
+            Mode::Consent => self.send_login(chat).await,
+        }
+    }
+
+    async fn send_login(&self, chat: i64) {
+        let k = &self.keeper;
+        match k.login_url().await {
+            Ok(url) => {
+                let mut text = "🔗 <b>Log in to Dhan to get a new token</b>".to_string();
+                if let Some(totp) = &k.cfg.totp_secret {
+                    let code = totp.code_at(k.clock.now());
+                    text.push_str(&format!(
+                        "\nTOTP code now: <code>{}</code> ({} s left; tap 🔢 for a fresh one)",
+                        code.digits, code.secs_left
+                    ));
+                }
+                text.push_str(&alerts::login_instructions(&url));
+                let mut buttons = vec![Button::Link { label: "Open Dhan login".into(), url }];
+                if k.cfg.totp_secret.is_some() {
+                    buttons.push(alerts::totp_button());
+                }
+                k.outbox.message(chat, text, buttons);
+            }
+            Err(e) => self.reply(chat, format!("❌ Dhan did not give a login link: {}", escape(&e.to_string()))),
+        }
+    }
+
+    async fn paste(&self, chat: i64, text: &str) {
+        let k = &self.keeper;
+        let result = match paste::classify(text) {
+            Paste::TokenId(id) => {
+                self.reply(chat, "🔑 Got a tokenId; asking Dhan for the token…");
+                k.consume_token_id(&id).await
+            }
+            Paste::AccessToken(t) => {
+                self.reply(chat, "🔑 Got an access token; checking it with Dhan…");
+                k.install_pasted(t).await
+            }
+            Paste::UrlWithoutTokenId => {
+                self.reply(
+                    chat,
+                    "That link has no tokenId. Paste the address of the page you land on <i>after</i> logging in; it \
+                     contains <code>?tokenId=…</code>.",
+                );
+                return;
+            }
+            Paste::Unrecognised => {
+                self.reply(
+                    chat,
+                    "I expected the address you land on after logging in (with <code>tokenId=</code>), a tokenId, or an \
+                     access token. Send /help for commands.",
+                );
+                return;
+            }
+        };
+        match result {
+            Ok(t) if Some(chat) != k.alert_chat() => self.reply(chat, alerts::rotated(&t, k.clock.now())),
+            Ok(_) => {}
+            Err(e) => self.reply(chat, format!("❌ Nothing was stored: {}", escape(&paste_error(&e)))),
+        }
+    }
+
+    async fn on_callback(&self, q: &CallbackQuery) {
+        let chat = match &q.message {
+            Some(MaybeInaccessibleMessage::Message(m)) => m.chat.id,
+            Some(MaybeInaccessibleMessage::InaccessibleMessage(m)) => m.chat.id,
+            None => i64::try_from(q.from.id).unwrap_or_default(),
+        };
+        let k = &self.keeper;
+        if self.role(chat) != Role::Admin {
+            if self.role(chat) == Role::Stranger {
+                self.stranger(chat, Some(q.from.id), "a button press");
+            } else {
+                k.outbox.answer(&q.id, Some("Only the admin chat can do that.".into()), false);
+            }
+            return;
+        }
+        match q.data.as_deref() {
+            Some(alerts::CB_TOTP) => match &k.cfg.totp_secret {
+                Some(totp) => {
+                    let code = totp.code_at(k.clock.now());
+                    k.outbox.answer(&q.id, Some(format!("TOTP {} — {} s left", code.digits, code.secs_left)), true);
+                }
+                None => k.outbox.answer(&q.id, Some("No totp_secret in the config.".into()), true),
+            },
+            Some(alerts::CB_REFRESH) => {
+                k.outbox.answer(&q.id, Some("On it…".into()), false);
+                self.refresh(chat).await;
+            }
+            _ => k.outbox.answer(&q.id, Some("That button is no longer used.".into()), false),
+        }
+    }
+}
+
+fn paste_error(e: &RotateError) -> String {
+    match e {
+        RotateError::Dhan(crate::dhan::DhanError::AuthFailed { .. }) => {
+            "Dhan rejects that token (expired, replaced by a newer one, or not a Dhan token).".into()
+        }
+        other => other.to_string(),
+    }
+}
+
+/// The `/help` text.
+pub fn help_text() -> String {
+    let mut s = "<b>Commands</b>".to_string();
+    for (c, d) in COMMANDS {
+        s.push_str(&format!("\n/{c} — {}", escape(d)));
+    }
+    s.push_str(
+        "\n\nIn the admin chat you can also paste the address you land on after the Dhan login, a tokenId, or an \
+         access token.",
+    );
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_parse_with_and_without_the_bot_name() {
+        assert_eq!(Command::parse("/status", "DhanBot"), Some(Command::Status));
+        assert_eq!(Command::parse("/status@DhanBot", "DhanBot"), Some(Command::Status));
+        assert_eq!(Command::parse("/Status@dhanbot now", "DhanBot"), Some(Command::Status));
+        assert_eq!(Command::parse("/status@OtherBot", "DhanBot"), None);
+        assert_eq!(Command::parse("/frobnicate", "DhanBot"), Some(Command::Unknown("frobnicate".into())));
+        assert_eq!(Command::parse("hello", "DhanBot"), None);
+        assert_eq!(Command::parse("", "DhanBot"), None);
+    }
+
+    #[test]
+    fn help_lists_every_command() {
+        let h = help_text();
+        for (c, _) in COMMANDS {
+            assert!(h.contains(&format!("/{c} ")), "{c} missing from help");
+        }
+    }
+}

@@ -1,0 +1,113 @@
+//! What the daemon must remember across restarts besides the token: paused or not, the Telegram
+//! offset, which alert step was already sent for which token, and the last mint.
+//!
+//! Kept beside the token file as `<token file>.state` and written atomically (0600) on every
+//! change, so a kill -9 never re-sends an alert, re-handles a Telegram command or mints twice
+//! inside Dhan's 2-minute window. A missing or unreadable file is not fatal: it is set aside and
+//! the daemon starts from defaults, which at worst repeats one alert.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use chrono::{DateTime, FixedOffset};
+use serde::{Deserialize, Serialize};
+
+use crate::policy::AlertStep;
+
+/// Which alert step went out for which token (`expires_at` `None`: "no token at all").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Alerted {
+    /// Expiry of the token the alert was about.
+    pub expires_at: Option<DateTime<FixedOffset>>,
+    /// The most advanced step sent.
+    pub step: AlertStep,
+}
+
+/// The outcome of the last attempt to get a token.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Attempt {
+    /// When it finished.
+    pub at: DateTime<FixedOffset>,
+    /// Whether it produced a token.
+    pub ok: bool,
+    /// What happened, in plain words (never a secret).
+    pub what: String,
+}
+
+/// The persisted daemon state.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DaemonState {
+    /// `/pause`d: no automatic rotation and no alerts.
+    pub paused: bool,
+    /// The next Telegram update id to ask for.
+    pub telegram_offset: i64,
+    /// The alert ladder's progress for the current token.
+    pub alerted: Option<Alerted>,
+    /// When we last called `generateAccessToken` (successfully or not), for the 2-minute rule.
+    pub last_mint_at: Option<DateTime<FixedOffset>>,
+    /// The last rotation attempt.
+    pub last_attempt: Option<Attempt>,
+}
+
+/// The state file and its in-memory copy.
+#[derive(Debug)]
+pub struct StateFile {
+    path: PathBuf,
+    inner: Mutex<DaemonState>,
+}
+
+impl StateFile {
+    /// The state file that belongs with `token_file`.
+    pub fn path_for(token_file: &Path) -> PathBuf {
+        let mut name = token_file.file_name().map(|n| n.to_os_string()).unwrap_or_else(|| "dhan_token.json".into());
+        name.push(".state");
+        token_file.with_file_name(name)
+    }
+
+    /// Loads the state, or defaults when the file is missing or unreadable (logged, set aside).
+    pub fn load(path: PathBuf) -> Self {
+        let state = match std::fs::read(&path) {
+            Ok(bytes) => match serde_json::from_slice::<DaemonState>(&bytes) {
+                Ok(s) => s,
+                Err(e) => {
+                    let aside = path.with_extension("state.corrupt");
+                    let _ = std::fs::rename(&path, &aside);
+                    tracing::warn!(path = %path.display(), error = %e, aside = %aside.display(),
+                        "daemon state file is unreadable; starting from defaults (at worst one alert repeats)");
+                    DaemonState::default()
+                }
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => DaemonState::default(),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "cannot read the daemon state file; starting from defaults");
+                DaemonState::default()
+            }
+        };
+        Self { path, inner: Mutex::new(state) }
+    }
+
+    /// A copy of the current state.
+    pub fn get(&self) -> DaemonState {
+        self.lock().clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, DaemonState> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Changes the state and writes it out when it changed. A failed write is logged; the
+    /// in-memory state still changes so the daemon behaves consistently until the disk recovers.
+    pub fn update(&self, change: impl FnOnce(&mut DaemonState)) {
+        let mut guard = self.lock();
+        let before = guard.clone();
+        change(&mut guard);
+        if *guard == before {
+            return;
+        }
+        let body = serde_json::to_vec_pretty(&*guard).unwrap_or_default();
+        if let Err((op, e)) = crate::token::write_atomic(&self.path, &body) {
+            tracing::error!(path = %self.path.display(), error = %e, "cannot {op} the daemon state file");
+        }
+    }
+}

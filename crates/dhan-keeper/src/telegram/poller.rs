@@ -1,0 +1,126 @@
+//! The long-polling loop: `getMe` until Telegram answers, register the commands, then
+//! `getUpdates` forever, handing each update to a handler task.
+//!
+//! Offsets are saved (through the caller's `save_offset`) before an update is handled, so a
+//! restart, even after kill -9, never handles an update twice; the next `getUpdates` confirms it
+//! to Telegram as well. Failures back off with jitter up to a minute (429 waits `retry_after`);
+//! a 409 means another process polls this bot and is reported as such; an update that does not
+//! decode is skipped, and a handler that fails is logged: nothing stops the poller but shutdown.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use frankenstein::types::{BotCommand, User};
+use frankenstein::updates::Update;
+use tokio_util::sync::CancellationToken;
+
+use super::client::{BotClient, LONG_POLL, TgError};
+use super::outbox::retry_delay;
+
+/// Retries `getMe` until it succeeds; `None` on shutdown. Telegram being down is logged, never fatal.
+pub async fn wait_for_me(client: &BotClient, shutdown: &CancellationToken) -> Option<User> {
+    let mut failures = 0;
+    loop {
+        match client.get_me().await {
+            Ok(me) => return Some(me),
+            Err(e) => {
+                failures += 1;
+                let wait = e.retry_after().unwrap_or_else(|| retry_delay(failures));
+                if failures == 1 || failures.is_multiple_of(10) {
+                    tracing::warn!(error = %e, retry_in = ?wait, "Telegram is not answering getMe; token upkeep continues without it");
+                }
+                tokio::select! {
+                    _ = shutdown.cancelled() => return None,
+                    _ = tokio::time::sleep(wait) => {}
+                }
+            }
+        }
+    }
+}
+
+/// Registers `commands` with `setMyCommands` (best effort: a failure is logged).
+pub async fn register_commands(client: &BotClient, commands: &[(&str, &str)]) {
+    let list = commands
+        .iter()
+        .map(|(c, d)| BotCommand::builder().command(c.to_string()).description(d.to_string()).build())
+        .collect();
+    if let Err(e) = client.set_my_commands(list).await {
+        tracing::warn!(error = %e, "could not register the command list with Telegram");
+    }
+}
+
+/// Polls until `shutdown`, starting at `offset`; `save_offset` is called with each next offset.
+pub async fn poll<H, Fut>(
+    client: &BotClient,
+    mut offset: i64,
+    save_offset: impl Fn(i64),
+    handler: Arc<H>,
+    shutdown: &CancellationToken,
+) where
+    H: Fn(Update) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let mut failures = 0u32;
+    loop {
+        let batch = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = client.get_updates(offset, LONG_POLL) => r,
+        };
+        let updates = match batch {
+            Ok(u) => {
+                if failures > 0 {
+                    tracing::info!("Telegram polling is back");
+                }
+                failures = 0;
+                u
+            }
+            Err(e) => {
+                failures += 1;
+                let wait = e.retry_after().unwrap_or_else(|| retry_delay(failures));
+                report(&e, failures);
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(wait) => {}
+                }
+                continue;
+            }
+        };
+        for raw in updates {
+            let Some(id) = raw.get("update_id").and_then(serde_json::Value::as_i64) else {
+                tracing::warn!("Telegram sent an update without an update_id; skipped");
+                continue;
+            };
+            if id < offset {
+                continue; // already handled (Telegram re-sent it before our confirmation landed)
+            }
+            offset = id + 1;
+            save_offset(offset);
+            match BotClient::decode(raw) {
+                Ok(update) => {
+                    let handler = Arc::clone(&handler);
+                    let task = tokio::spawn(async move { handler(update).await });
+                    tokio::spawn(async move {
+                        if let Err(e) = task.await {
+                            tracing::error!(update_id = id, error = %e, "an update handler failed; polling continues");
+                        }
+                    });
+                }
+                Err(e) => tracing::warn!(update_id = id, error = %e, "skipped an update that does not decode"),
+            }
+        }
+    }
+}
+
+fn report(e: &TgError, failures: u32) {
+    if e.is_conflict() {
+        tracing::error!(
+            error = %e,
+            "another process is polling this bot (409 Conflict): stop the other dhan-keeper or bot using this \
+             telegram_bot_token, or give this one its own bot; retrying"
+        );
+    } else if matches!(e, TgError::Api { code: 401 | 404, .. }) {
+        tracing::error!(error = %e, "Telegram rejected the bot token; check telegram_bot_token (BotFather → /token)");
+    } else if failures == 1 || failures.is_multiple_of(10) {
+        tracing::warn!(error = %e, failures, "Telegram polling failed; backing off");
+    }
+}
