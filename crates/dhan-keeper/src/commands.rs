@@ -141,6 +141,7 @@ impl Bot {
             return; // a command for another bot in a group
         }
         let role = self.role(chat);
+        tracing::debug!(chat, ?role, ?command, "message");
         if role == Role::Stranger {
             let what = match &command {
                 Some(c) => format!("{c:?}").to_lowercase(),

@@ -265,7 +265,8 @@ impl Keeper {
         let claims = crate::dhan::jwt::decode(access_token.expose());
         let from_profile = ist::parse_token_validity(&profile.token_validity);
         let from_jwt = claims.as_ref().and_then(|c| c.expires_at()).map(|t| ist::to_ist(&t));
-        let Some(expires_at) = from_jwt.into_iter().chain(from_profile).min() else {
+        // The JWT's `exp` is exact; `tokenValidity` is cut to the minute, so only a fallback.
+        let Some(expires_at) = from_jwt.or(from_profile) else {
             return Err(RotateError::Dhan(DhanError::Malformed {
                 what: "profile",
                 detail: "neither the token nor Dhan says when it expires".into(),
@@ -469,6 +470,9 @@ impl Keeper {
         // 3. The alert ladder: always in consent mode, in automatic mode once rotation has failed
         // (or the token is gone and a mint is not possible right now).
         let live = self.live();
+        // The ladder follows the current token even once it has expired; a revoked or missing
+        // token is "no token" (one alert).
+        let expires = self.token().filter(|_| !live.revoked).map(|t| t.expires_at.with_timezone(&Utc));
         if self.alert_chat().is_some() && (!automatic || live.failures > 0) {
             let sent = self.state.get().alerted.filter(|a| a.expires_at.map(|e| e.with_timezone(&Utc)) == expires);
             let sent_step = sent.map(|a| a.step);
@@ -489,7 +493,7 @@ impl Keeper {
             let next = expires.and_then(|exp| policy::next_alert_at(exp, None, &self.policy)).filter(|_| !automatic);
             self.set_live(|l| l.next_alert = next);
         }
-        if let Some(exp) = expires {
+        if let Some(exp) = expires.filter(|e| *e > now) {
             wake = wake.min(exp);
         }
         wake
@@ -521,6 +525,9 @@ impl Keeper {
                     }
                 };
                 let mut b = Vec::new();
+                if let Some(u) = &url {
+                    b.push(Button::Link { label: "Open Dhan login".into(), url: u.clone() });
+                }
                 if self.cfg.totp_secret.is_some() {
                     b.push(alerts::totp_button());
                 }

@@ -1,8 +1,11 @@
 //! One integration-test binary: the library's Dhan client and the real `dhan-keeper` binary,
-//! both against the simulator on 127.0.0.1, with real files in temp dirs.
+//! both against the simulators on 127.0.0.1, with real files in temp dirs.
 
+mod bot;
 mod cli;
 mod client;
 mod config_errors;
+mod daemon;
 mod helpers;
+mod lifecycle;
 mod store;

@@ -1,0 +1,218 @@
+//! Harness for end-to-end tests of `dhan-keeper run`: both simulators, a config with
+//! seconds-long timings, the real binary as a child process, and waits on observable state
+//! (messages, files, counters) instead of sleeps.
+
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use dhan_sim::{DhanSim, SimConfig, TelegramSim};
+use serde_json::{Value, json};
+use tokio::io::AsyncBufReadExt;
+use tokio::process::Child;
+
+use crate::helpers::{self, BOT_TOKEN, Workspace};
+
+/// The alert chat (also the admin chat unless a test says otherwise).
+pub const CHAT: i64 = 111_111_111;
+/// A chat nobody configured.
+pub const STRANGER: i64 = 999_999_999;
+
+/// Both simulators and a workspace whose config points at them.
+pub struct Stack {
+    pub sim: DhanSim,
+    pub tg: TelegramSim,
+    pub ws: Workspace,
+    pub http_port: u16,
+}
+
+impl Stack {
+    /// Automatic mode, 60 s tokens, fast timings; `edit` adjusts the config.
+    pub async fn new(edit: impl FnOnce(&mut serde_json::Map<String, Value>)) -> Self {
+        Self::with_sim(SimConfig { token_lifetime: Duration::from_secs(60), ..helpers::sim_config() }, edit).await
+    }
+
+    pub async fn with_sim(mut sim_cfg: SimConfig, edit: impl FnOnce(&mut serde_json::Map<String, Value>)) -> Self {
+        sim_cfg.mint_cooldown = Duration::from_millis(100);
+        let sim = DhanSim::start(sim_cfg).await.expect("dhan sim");
+        let tg = TelegramSim::start(BOT_TOKEN).await.expect("telegram sim");
+        tg.add_chat(CHAT);
+        let http_port = free_port();
+        let ws = Workspace::with(&sim, |m| {
+            m.insert("telegram_api_url".into(), json!(tg.url()));
+            m.insert("telegram_chat_id".into(), json!(CHAT.to_string()));
+            m.insert("http_listen".into(), json!(format!("127.0.0.1:{http_port}")));
+            m.insert("market_hours".into(), json!("off"));
+            m.insert("refresh_before".into(), json!("5s"));
+            m.insert("alert_before".into(), json!("4s"));
+            m.insert("final_alert_before".into(), json!("2s"));
+            m.insert("mint_cooldown".into(), json!("100ms"));
+            m.insert("retry_min".into(), json!("200ms"));
+            m.insert("retry_max".into(), json!("1s"));
+            m.insert("verify_every".into(), json!("1s"));
+            edit(m);
+        });
+        Self { sim, tg, ws, http_port }
+    }
+
+    pub fn start(&self) -> Daemon {
+        Daemon::start(&self.ws)
+    }
+
+    /// Texts the bot sent to `chat`, in order.
+    pub fn texts(&self, chat: i64) -> Vec<String> {
+        self.tg.sent(chat).iter().map(|m| m["text"].as_str().unwrap_or_default().to_string()).collect()
+    }
+
+    /// Waits for a message to `chat` containing `needle` and returns it (the whole message).
+    pub async fn wait_message(&self, chat: i64, needle: &str) -> Value {
+        eventually(&format!("a message to {chat} containing {needle:?}"), || {
+            self.tg.sent(chat).into_iter().find(|m| m["text"].as_str().is_some_and(|t| t.contains(needle)))
+        })
+        .await
+    }
+
+    /// How many messages to `chat` contain `needle`.
+    pub fn count(&self, chat: i64, needle: &str) -> usize {
+        self.texts(chat).iter().filter(|t| t.contains(needle)).count()
+    }
+
+    /// Sends `text` from `chat` and waits for the first new message to it that contains `needle`.
+    pub async fn ask(&self, chat: i64, text: &str, needle: &str) -> String {
+        let before = self.tg.sent(chat).len();
+        self.tg.inject_text(chat, chat, text);
+        let found = eventually_or_none(|| self.texts(chat).into_iter().skip(before).find(|t| t.contains(needle))).await;
+        found.unwrap_or_else(|| {
+            panic!(
+                "no reply to {text:?} containing {needle:?}\nmessages: {:#?}\nTelegram calls: {:?}",
+                self.texts(chat),
+                self.tg.calls()
+            )
+        })
+    }
+
+    pub fn http(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.http_port)
+    }
+
+    /// The saved token file, if present and readable.
+    pub fn token_file(&self) -> Option<Value> {
+        serde_json::from_slice(&std::fs::read(self.ws.token_path()).ok()?).ok()
+    }
+}
+
+/// A port free right now (bind :0, read it, release it).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+}
+
+/// Polls `check` every 20 ms until it yields a value; fails after 20 s with `what`.
+pub async fn eventually<T>(what: &str, check: impl FnMut() -> Option<T>) -> T {
+    match eventually_or_none(check).await {
+        Some(v) => v,
+        None => panic!("timed out waiting for {what}"),
+    }
+}
+
+/// Polls `check` every 20 ms for up to 20 s.
+pub async fn eventually_or_none<T>(mut check: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(v) = check() {
+            return Some(v);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A running `dhan-keeper run` child process with its stderr captured.
+pub struct Daemon {
+    child: Child,
+    log: Arc<Mutex<String>>,
+}
+
+impl Daemon {
+    pub fn start(ws: &Workspace) -> Self {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_dhan-keeper"));
+        cmd.arg("run").arg("--config").arg(ws.config_path()).current_dir(ws.dir.path());
+        for (k, _) in std::env::vars() {
+            if k.starts_with("DHAN_KEEPER_") {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.env("RUST_LOG", "warn,dhan_keeper=debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = cmd.spawn().expect("dhan-keeper starts");
+        let log = Arc::new(Mutex::new(String::new()));
+        for stream in [child.stderr.take().map(box_reader), child.stdout.take().map(box_reader)].into_iter().flatten() {
+            let log = Arc::clone(&log);
+            tokio::spawn(async move {
+                let mut lines = tokio::io::BufReader::new(stream).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    // Shown by the test harness only when the test fails.
+                    eprintln!("[daemon] {line}");
+                    let mut l = log.lock().expect("log");
+                    l.push_str(&line);
+                    l.push('\n');
+                }
+            });
+        }
+        Self { child, log }
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().expect("log").clone()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("running")
+    }
+
+    fn signal(&self, sig: &str) {
+        let status =
+            std::process::Command::new("kill").arg(sig).arg(self.pid().to_string()).status().expect("kill runs");
+        assert!(status.success(), "kill {sig} failed");
+    }
+
+    /// SIGTERM, then waits for the exit; returns the exit code, how long it took, and the log.
+    pub async fn stop(mut self) -> (i32, Duration, String) {
+        let t = Instant::now();
+        self.signal("-TERM");
+        let status = tokio::time::timeout(Duration::from_secs(10), self.child.wait())
+            .await
+            .expect("exited within 10 s of SIGTERM")
+            .expect("wait");
+        let elapsed = t.elapsed();
+        // Let the log readers drain what is left.
+        let _ = tokio::time::timeout(Duration::from_secs(2), async {
+            while Arc::strong_count(&self.log) > 1 {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await;
+        (status.code().unwrap_or(-1), elapsed, self.log())
+    }
+
+    /// kill -9: no chance to clean up.
+    pub async fn kill9(mut self) {
+        self.signal("-KILL");
+        let _ = self.child.wait().await;
+    }
+}
+
+fn box_reader<R: tokio::io::AsyncRead + Send + Unpin + 'static>(r: R) -> Box<dyn tokio::io::AsyncRead + Send + Unpin> {
+    Box::new(r)
+}
+
+/// Asserts that none of the configured secrets (nor `extra`, e.g. an access token) appear in `text`.
+pub fn assert_clean(text: &str, extra: &[&str]) {
+    for s in helpers::ALL_SECRETS.iter().chain(extra) {
+        assert!(!s.is_empty() && !text.contains(s), "secret {s:?} leaked in:\n{text}");
+    }
+}
