@@ -275,12 +275,12 @@ impl Bot {
             s.push_str("\nNext rotation: ⏸ paused (/resume)");
         } else {
             match (k.cfg.mode(), live.next_rotation) {
-                (_, Some(t)) => s.push_str(&format!("\nNext rotation: {}", ist::human(&ist::to_ist(&t)))),
+                (_, Some(t)) => s.push_str(&format!("\nNext rotation: {}", when(t, now))),
                 (Mode::Consent, None) => s.push_str("\nNext rotation: by you, through the login link (consent mode)"),
                 (Mode::Automatic, None) => s.push_str("\nNext rotation: being planned"),
             }
             if let Some(t) = live.next_alert {
-                s.push_str(&format!("\nNext alert: {}", ist::human(&ist::to_ist(&t))));
+                s.push_str(&format!("\nNext alert: {}", when(t, now)));
             }
         }
         s.push_str(match live.dhan_reachable {
@@ -428,6 +428,14 @@ impl Bot {
             _ => k.outbox.answer(&q.id, Some("That button is no longer used.".into()), false),
         }
     }
+}
+
+/// `Thu 26 Nov 08:45 IST (in 23h 10m)`, or `now`.
+fn when(t: DateTime<Utc>, now: DateTime<Utc>) -> String {
+    if t <= now {
+        return "now".into();
+    }
+    format!("{} (in {})", ist::human(&ist::to_ist(&t)), ist::human_duration(t - now))
 }
 
 fn paste_error(e: &RotateError) -> String {

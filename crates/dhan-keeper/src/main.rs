@@ -56,7 +56,9 @@ enum ConfigCommand {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    telemetry::init(args.log_format, "warn,dhan_keeper=info");
+    // The demo prints its own transcript (outages included, on purpose); only errors go to the log.
+    let default_filter = if matches!(args.command, Command::Demo) { "error" } else { "warn,dhan_keeper=info" };
+    telemetry::init(args.log_format, default_filter);
     match args.command {
         Command::Demo => block_on(demo::run()),
         Command::WithConfig(command) => match Config::load(args.config) {
