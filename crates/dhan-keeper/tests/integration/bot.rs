@@ -212,6 +212,13 @@ async fn a_restart_never_handles_an_old_update_twice() {
     let d = s.start();
     s.ask(CHAT, "/status", "Expires").await;
     assert_eq!(s.count(CHAT, "Commands"), 1, "/help was not handled again: {:?}", s.texts(CHAT));
+    // /pause survives a restart too.
+    s.ask(CHAT, "/pause", "Paused").await;
+    let (code, _, _) = d.stop().await;
+    assert_eq!(code, 0);
+    let d = s.start();
+    assert!(s.ask(CHAT, "/status", "Next rotation").await.contains("paused"));
+    s.ask(CHAT, "/resume", "Resumed").await;
     // Even after kill -9 right after handling.
     s.ask(CHAT, "/start", "dhan-keeper").await;
     d.kill9().await;
@@ -241,5 +248,20 @@ async fn an_alert_carries_a_button_that_works() {
     s.wait_message(CHAT, "New Dhan token (totp)").await;
     eventually("the button press answered", || (!s.tg.callback_answers().is_empty()).then_some(())).await;
     // A button press from a stranger's copy of the message does nothing.
+    assert_eq!(d.stop().await.0, 0);
+}
+
+#[tokio::test]
+async fn another_poller_on_the_same_bot_is_reported_and_survived() {
+    let s = Stack::new(|_| {}).await;
+    let d = s.start();
+    s.wait_message(CHAT, "New Dhan token").await;
+    eventually("the daemon's long poll", || (s.tg.parked_polls() > 0).then_some(())).await;
+    // Another process (say, the old Python bot) polls the same bot token.
+    let url = format!("{}/bot{}/getUpdates?timeout=0", s.tg.url(), crate::helpers::BOT_TOKEN);
+    reqwest::get(&url).await.expect("the other poller");
+    eventually("the 409 reported", || d.log().contains("another process is polling this bot").then_some(())).await;
+    // The daemon keeps going once the other poller stops.
+    s.ask(CHAT, "/help", "Commands").await;
     assert_eq!(d.stop().await.0, 0);
 }

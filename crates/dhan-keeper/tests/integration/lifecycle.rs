@@ -236,3 +236,23 @@ async fn a_token_revoked_elsewhere_is_noticed_and_replaced() {
     assert_eq!(replaced["source"], "totp");
     assert_eq!(d.stop().await.0, 0);
 }
+
+#[tokio::test]
+async fn a_failing_hook_is_reported_but_the_token_is_kept() {
+    let s = Stack::new(|m| {
+        m.insert("on_refresh".into(), json!(["sh", "-c", "echo reload failed: $DHAN_ACCESS_TOKEN >&2; exit 3"]));
+    })
+    .await;
+    let d = s.start();
+    s.wait_message(CHAT, "New Dhan token").await;
+    let alert = s.wait_message(CHAT, "on_refresh command failed").await;
+    let text = alert["text"].as_str().expect("text");
+    assert!(text.contains("exit status: 3") && text.contains("reload failed"), "{text}");
+    let token = s.token_file().expect("the token is kept")["access_token"].as_str().expect("token").to_string();
+    let metrics = reqwest::get(s.http("/metrics")).await.expect("metrics").text().await.expect("body");
+    assert!(metrics.contains("dhan_keeper_hook_failures_total 1"), "{metrics}");
+    let (code, _, log) = d.stop().await;
+    assert_eq!(code, 0);
+    assert_clean(text, &[&token]);
+    assert_clean(&log, &[&token]);
+}
