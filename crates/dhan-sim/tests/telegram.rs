@@ -126,3 +126,50 @@ async fn send_message_refuses_what_telegram_refuses() {
     let r = reqwest::Client::new().post(format!("{}/bot1:wrong/getMe", sim.url())).send().await.expect("request");
     assert_eq!(r.status(), 401);
 }
+
+#[tokio::test]
+async fn buttons_edits_and_server_errors_behave_like_telegram() {
+    let sim = TelegramSim::start(TOKEN).await.expect("starts");
+    sim.add_chat(42);
+    let markup = json!({"inline_keyboard": [[{"text": "Refresh now", "callback_data": "refresh"}]]});
+    let (_, sent) = call(
+        &sim,
+        "sendMessage",
+        json!({"chat_id": 42, "text": "<b>hi</b>", "parse_mode": "HTML", "reply_markup": markup}),
+    )
+    .await;
+    let message_id = sent["result"]["message_id"].as_i64().expect("id");
+
+    // A press, answered once; a second answer to the same query is refused.
+    let query = sim.inject_callback(42, 42, message_id, "refresh").expect("press");
+    let (_, updates) = call(&sim, "getUpdates", json!({"timeout": 0})).await;
+    assert_eq!(updates["result"][0]["callback_query"]["data"], "refresh");
+    assert_eq!(updates["result"][0]["callback_query"]["message"]["message_id"], json!(message_id));
+    let (ok, _) =
+        call(&sim, "answerCallbackQuery", json!({"callback_query_id": query, "text": "On it", "show_alert": true}))
+            .await;
+    assert_eq!(ok, 200);
+    let (again, body) = call(&sim, "answerCallbackQuery", json!({"callback_query_id": query})).await;
+    assert_eq!(again, 400, "{body}");
+    assert_eq!(sim.callback_answers()[0].text.as_deref(), Some("On it"));
+    assert!(sim.callback_answers()[0].show_alert);
+
+    // Edits: the text changes, an identical edit is "not modified", an unknown message is 400.
+    let (status, edited) =
+        call(&sim, "editMessageText", json!({"chat_id": 42, "message_id": message_id, "text": "done"})).await;
+    assert_eq!((status, edited["result"]["text"].clone()), (200, json!("done")));
+    assert_eq!(sim.sent(42)[0]["text"], "done");
+    let (same, body) =
+        call(&sim, "editMessageText", json!({"chat_id": 42, "message_id": message_id, "text": "done"})).await;
+    assert_eq!(same, 400);
+    assert!(body["description"].as_str().is_some_and(|d| d.contains("message is not modified")), "{body}");
+    let (missing, _) = call(&sim, "editMessageText", json!({"chat_id": 42, "message_id": 999, "text": "x"})).await;
+    assert_eq!(missing, 400);
+
+    // An outage: 502 with the envelope, then normal service.
+    sim.inject_error("sendMessage", TgError::server(502), 1);
+    let (down, body) = call(&sim, "sendMessage", json!({"chat_id": 42, "text": "x"})).await;
+    assert_eq!((down, body["ok"].clone()), (502, json!(false)));
+    let (up, _) = call(&sim, "sendMessage", json!({"chat_id": 42, "text": "x"})).await;
+    assert_eq!(up, 200);
+}
