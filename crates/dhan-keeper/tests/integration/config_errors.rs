@@ -14,6 +14,18 @@ type Edit = Box<dyn Fn(&mut serde_json::Map<String, Value>)>;
 fn cases() -> Vec<(Edit, &'static str)> {
     vec![
         (Box::new(|c| drop(c.remove("client_id"))), "`client_id` is missing"),
+        (
+            Box::new(|c| drop(c.insert("final_alert_before".into(), "3h".into()))),
+            "`final_alert_before` (3h) must not be longer than `alert_before` (2h)",
+        ),
+        (
+            Box::new(|c| drop(c.insert("alert_after_failures".into(), "0".into()))),
+            "`alert_after_failures` must be a whole number from 1 to 1000",
+        ),
+        (
+            Box::new(|c| drop(c.insert("retry_min".into(), "10m".into()))),
+            "`retry_min` must not be longer than `retry_max`",
+        ),
         (Box::new(|c| drop(c.insert("client_id".into(), "YOUR_CLIENT_ID".into()))), "still the example placeholder"),
         (
             Box::new(|c| drop(c.insert("telegram_chat_id".into(), "my chat".into()))),
@@ -159,4 +171,27 @@ fn env_overrides_and_secret_files_layer_over_the_file() {
     };
     let cfg = Config::load_with_env(Some(dir.path().join("absent.json")), &env_only).expect("env only");
     assert_eq!(cfg.mode(), Mode::Consent);
+}
+
+/// The shipped example has only real keys and their real defaults: filling in the placeholders
+/// gives a config with no warnings that equals one with the optional keys left out.
+#[test]
+fn the_example_config_is_complete_and_loads_once_filled_in() {
+    let example = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../dhan_config.example.json"))
+        .expect("the example config exists");
+    let filled = example
+        .replace("YOUR_CLIENT_ID", "1000000001")
+        .replace("YOUR_TOTP_SECRET", TOTP_SECRET)
+        .replace("YOUR_PIN", PIN)
+        .replace("YOUR_BOT_TOKEN", BOT_TOKEN)
+        .replace("YOUR_CHAT_ID", "123456789");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("dhan_config.json");
+    write_private(&path, &filled);
+    let cfg = Config::load_with_env(Some(path), &|_| None).expect("the filled-in example loads");
+    assert!(cfg.warnings.is_empty(), "{:?}", cfg.warnings);
+    assert_eq!(cfg.mode(), Mode::Automatic);
+    assert_eq!((cfg.refresh_before.as_secs(), cfg.alert_before.as_secs()), (1800, 7200));
+    assert_eq!((cfg.final_alert_before.as_secs(), cfg.mint_cooldown.as_secs()), (1800, 120));
+    assert_eq!(cfg.alert_after_failures, 3);
 }
