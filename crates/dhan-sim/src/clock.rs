@@ -27,3 +27,10 @@ impl SimClock {
         self.now().format("%a, %d %b %Y %H:%M:%S GMT").to_string()
     }
 }
+
+/// The real wall clock, unshifted, for timestamps that are compared with other processes' (file
+/// modification times in the benchmark). Not used for anything the simulator decides.
+#[allow(clippy::disallowed_methods)] // measurement only
+pub fn real_now() -> std::time::SystemTime {
+    std::time::SystemTime::now()
+}

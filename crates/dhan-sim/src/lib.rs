@@ -122,6 +122,11 @@ impl DhanSim {
         self.shared.lock().calls.get(route).copied().unwrap_or(0)
     }
 
+    /// The last requests (up to 10 000): route, arrival time, the simulator's own handling time.
+    pub fn call_log(&self) -> Vec<state::CallRecord> {
+        self.shared.lock().call_log.iter().cloned().collect()
+    }
+
     /// Requests received on all Dhan routes.
     pub fn total_calls(&self) -> u64 {
         self.shared.lock().calls.values().sum()

@@ -61,27 +61,40 @@ pub fn route_key(path: &str) -> String {
 
 async fn handle(app: Router, shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response, std::io::Error> {
     let path = req.uri().path().to_string();
-    if !path.starts_with("/__sim") {
-        let key = route_key(&path);
-        let require_user_agent = {
-            let mut st = shared.lock();
-            *st.calls.entry(key.clone()).or_default() += 1;
-            st.config.require_user_agent
-        };
-        if require_user_agent && !req.headers().contains_key(header::USER_AGENT) {
-            return Ok(with_date(&shared, cloudfront_403()));
-        }
-        if let Some(fault) = shared.faults.take(&key) {
-            tracing::debug!(route = %key, ?fault, "injecting fault");
-            match fault {
-                Fault::Drop => return Err(std::io::Error::other("injected connection drop")),
-                Fault::Delay { ms } => tokio::time::sleep(std::time::Duration::from_millis(ms)).await,
-                other => return Ok(with_date(&shared, fault_response(&other))),
-            }
+    if path.starts_with("/__sim") {
+        let resp = app.oneshot(req.map(Body::new)).await.unwrap_or_else(|never| match never {});
+        return Ok(with_date(&shared, resp));
+    }
+    let key = route_key(&path);
+    let (received, started) = (crate::clock::real_now(), std::time::Instant::now());
+    let result = answer(app, &shared, &key, req).await;
+    let mut st = shared.lock();
+    if st.call_log.len() >= crate::state::CALL_LOG_MAX {
+        st.call_log.pop_front();
+    }
+    st.call_log.push_back(crate::state::CallRecord { route: key, received, took: started.elapsed() });
+    result
+}
+
+async fn answer(app: Router, shared: &Shared, key: &str, req: Request<Incoming>) -> Result<Response, std::io::Error> {
+    let require_user_agent = {
+        let mut st = shared.lock();
+        *st.calls.entry(key.to_string()).or_default() += 1;
+        st.config.require_user_agent
+    };
+    if require_user_agent && !req.headers().contains_key(header::USER_AGENT) {
+        return Ok(with_date(shared, cloudfront_403()));
+    }
+    if let Some(fault) = shared.faults.take(key) {
+        tracing::debug!(route = %key, ?fault, "injecting fault");
+        match fault {
+            Fault::Drop => return Err(std::io::Error::other("injected connection drop")),
+            Fault::Delay { ms } => tokio::time::sleep(std::time::Duration::from_millis(ms)).await,
+            other => return Ok(with_date(shared, fault_response(&other))),
         }
     }
     let resp = app.oneshot(req.map(Body::new)).await.unwrap_or_else(|never| match never {});
-    Ok(with_date(&shared, resp))
+    Ok(with_date(shared, resp))
 }
 
 fn with_date(shared: &Shared, mut resp: Response) -> Response {

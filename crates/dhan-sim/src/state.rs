@@ -40,6 +40,20 @@ enum ConsentStatus {
     LoggedIn,
 }
 
+/// How many requests [`SimState::call_log`] keeps.
+pub const CALL_LOG_MAX: usize = 10_000;
+
+/// One request as the simulator saw it.
+#[derive(Debug, Clone)]
+pub struct CallRecord {
+    /// Route key (`generateAccessToken`, `profile`, ...).
+    pub route: String,
+    /// When it arrived, by the real wall clock.
+    pub received: std::time::SystemTime,
+    /// How long the simulator took to produce the answer.
+    pub took: std::time::Duration,
+}
+
 /// Everything the simulator remembers.
 #[derive(Debug)]
 pub struct SimState {
@@ -56,6 +70,9 @@ pub struct SimState {
     recent_api_calls: VecDeque<DateTime<Utc>>,
     /// Requests seen per route (including faulted ones).
     pub calls: HashMap<String, u64>,
+    /// The last [`CALL_LOG_MAX`] requests: route, when it arrived (real wall clock), how long the
+    /// simulator took to answer.
+    pub call_log: VecDeque<CallRecord>,
     /// Tokens issued to callers (mint, consent, renew), not counting "mint elsewhere".
     pub issued_count: u64,
     /// Successful `generateAccessToken` calls.
@@ -119,6 +136,7 @@ impl SimState {
             token_ids: HashMap::new(),
             recent_api_calls: VecDeque::new(),
             calls: HashMap::new(),
+            call_log: VecDeque::new(),
             issued_count: 0,
             mint_count: 0,
         }

@@ -31,6 +31,8 @@ pub const MAX_POLL_SECS: u64 = 50;
 struct Shared {
     state: Mutex<TgState>,
     notify: Notify,
+    /// Woken whenever the bot's message is recorded.
+    sent_notify: Notify,
     /// Message `date`s come from here, like the Dhan simulator's timestamps.
     clock: crate::clock::SimClock,
 }
@@ -58,6 +60,7 @@ impl TelegramSim {
         let shared = Arc::new(Shared {
             state: Mutex::new(TgState::new(token)),
             notify: Notify::new(),
+            sent_notify: Notify::new(),
             clock: crate::clock::SimClock::default(),
         });
         let listener = crate::server::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))?;
@@ -115,6 +118,31 @@ impl TelegramSim {
     /// The registered command list.
     pub fn commands(&self) -> Value {
         self.shared.lock().commands.clone()
+    }
+
+    /// Every call with its arrival time (real wall clock), in order.
+    pub fn call_log(&self) -> Vec<(String, std::time::SystemTime)> {
+        let st = self.shared.lock();
+        st.calls.iter().cloned().zip(st.call_times.iter().copied()).collect()
+    }
+
+    /// When each message to `chat` was recorded (real wall clock).
+    pub fn sent_times(&self, chat: i64) -> Vec<std::time::SystemTime> {
+        self.shared.lock().sent_times.get(&chat).cloned().unwrap_or_default()
+    }
+
+    /// Waits until at least `count` messages were sent to `chat`; false on `timeout`.
+    pub async fn wait_sent(&self, chat: i64, count: usize, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.shared.sent_notify.notified();
+            if self.shared.lock().sent.get(&chat).map_or(0, Vec::len) >= count {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return false;
+            }
+        }
     }
 
     /// Every answer the bot gave to a button press, in order.
@@ -202,6 +230,7 @@ async fn dispatch(
             return envelope(Err(TgError { code: 401, description: "Unauthorized".into(), retry_after: None }));
         }
         st.calls.push(method.clone());
+        st.call_times.push(crate::clock::real_now());
         if let Some(e) = st.take_fault(&method) {
             return envelope(Err(e));
         }
@@ -336,5 +365,8 @@ fn send_message(s: &Shared, p: &HashMap<String, Value>) -> Result<Value, TgError
     if plain.chars().count() > 4096 {
         return Err(TgError::bad_request("message is too long"));
     }
-    Ok(st.record_sent(chat, &plain, markup, s.unix_now()))
+    let message = st.record_sent(chat, &plain, markup, s.unix_now());
+    drop(st);
+    s.sent_notify.notify_waiters();
+    Ok(message)
 }

@@ -88,6 +88,10 @@ pub struct TgState {
     pub(crate) faults: HashMap<String, VecDeque<TgError>>,
     /// Every method called, lower-cased, in order.
     pub calls: Vec<String>,
+    /// When each call in `calls` arrived (real wall clock).
+    pub call_times: Vec<std::time::SystemTime>,
+    /// When each message in `sent` was recorded, per chat (real wall clock).
+    pub sent_times: HashMap<i64, Vec<std::time::SystemTime>>,
 }
 
 impl TgState {
@@ -110,6 +114,8 @@ impl TgState {
             answers: Vec::new(),
             faults: HashMap::new(),
             calls: Vec::new(),
+            call_times: Vec::new(),
+            sent_times: HashMap::new(),
         }
     }
 
@@ -205,6 +211,7 @@ impl TgState {
             m["reply_markup"] = markup;
         }
         self.sent.entry(chat).or_default().push(m.clone());
+        self.sent_times.entry(chat).or_default().push(crate::clock::real_now());
         m
     }
 
