@@ -26,10 +26,15 @@ struct Args {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the whole flow against a built-in simulator: no credentials, no network.
-    Demo,
     #[command(flatten)]
     WithConfig(ConfigCommand),
+    /// Run the whole flow against a built-in simulator: no credentials, no network.
+    Demo,
+    /// Print a shell completion script: `dhan-keeper completions bash > /etc/bash_completion.d/dhan-keeper`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
 }
 
 /// The commands that act on a user's configuration.
@@ -61,6 +66,19 @@ fn main() -> ExitCode {
     telemetry::init(args.log_format, default_filter);
     match args.command {
         Command::Demo => block_on(demo::run()),
+        Command::Completions { shell } => {
+            // Into a buffer first: the generator panics on a write error such as a closed pipe.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut <Args as clap::CommandFactory>::command(), "dhan-keeper", &mut script);
+            match std::io::Write::write_all(&mut std::io::stdout(), &script) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: cannot write the completion script: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::WithConfig(command) => match Config::load(args.config) {
             Ok(cfg) => run(command, &cfg),
             Err(e) => {
