@@ -111,6 +111,26 @@ pub fn revoked(mode: Mode) -> String {
     )
 }
 
+/// When the token could not be written to disk.
+pub fn unsaved(error: &str, new: Option<&Token>) -> String {
+    let mut s = format!("💾 <b>The token file cannot be written</b>: {}", escape(error));
+    if let Some(t) = new {
+        s.push_str(&format!(
+            "\nA new token ({}, valid until {}) is kept in memory, served on /token and given to on_refresh;              saving is retried every second.",
+            escape(&t.source.map(|x| x.to_string()).unwrap_or_default()),
+            ist::human(&t.expires_at)
+        ));
+    } else {
+        s.push_str("\nThe token is kept in memory; saving is retried every second.");
+    }
+    s
+}
+
+/// When a failed write succeeded later.
+pub fn saved_again(path: &std::path::Path) -> String {
+    format!("💾 The token file is written again: {}", escape(&path.display().to_string()))
+}
+
 /// When `on_refresh` fails.
 pub fn hook_failed(error: &str) -> String {
     format!("⚠️ The new token is saved, but the on_refresh command failed: {}", escape(error))

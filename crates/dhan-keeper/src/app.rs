@@ -113,6 +113,7 @@ pub async fn start(cfg: Config, clock: SharedClock, shutdown: CancellationToken)
         }
         None => None,
     };
+    tasks.push(tokio::spawn(check_clock(Arc::clone(&keeper))));
     tasks.push(tokio::spawn(lifecycle::run(Arc::clone(&keeper), shutdown)));
     Ok(Running { keeper, http, tasks, _lock: lock })
 }
@@ -162,6 +163,34 @@ async fn check_saved(
         }
     }
     (Some(t), live)
+}
+
+/// How far this machine's clock may be from Dhan's before TOTP codes start failing (a code is
+/// valid for 30 s and Dhan accepts little or no skew).
+const CLOCK_TOLERANCE_SECS: f64 = 10.0;
+
+/// Compares this machine's clock with Dhan's `Date` header once at start; warns (log and
+/// Telegram) when they disagree enough to break TOTP.
+async fn check_clock(keeper: Arc<Keeper>) {
+    let sent_at = keeper.clock.now();
+    let Ok(probe) = keeper.dhan.probe_auth().await else { return };
+    let Some(offset) = probe.clock_offset_secs(sent_at) else { return };
+    if offset.abs() <= CLOCK_TOLERANCE_SECS {
+        tracing::debug!(offset_secs = offset, "clock agrees with Dhan's");
+        return;
+    }
+    let side = if offset > 0.0 { "behind" } else { "ahead of" };
+    tracing::warn!(offset_secs = offset, "this machine's clock is {:.0} s {side} Dhan's; TOTP codes will be refused. Enable NTP (timedatectl set-ntp true)", offset.abs());
+    if let Some(chat) = keeper.alert_chat() {
+        keeper.outbox.message(
+            chat,
+            format!(
+                "⏰ <b>This machine's clock is {:.0} s {side} Dhan's.</b> TOTP codes depend on the time, so minting will fail. Enable NTP (<code>timedatectl set-ntp true</code>), then check with <code>dhan-keeper check</code>.",
+                offset.abs()
+            ),
+            vec![],
+        );
+    }
 }
 
 async fn telegram_loop(client: BotClient, keeper: Arc<Keeper>, shutdown: CancellationToken) {

@@ -208,6 +208,7 @@ impl Bot {
                 self.reply(chat, "▶️ Resumed: automatic rotation and alerts are back on.");
             }
             Command::Unknown(name) => {
+                let name: String = name.chars().take(32).collect();
                 self.reply(chat, format!("I don't know /{}. Send /help for the list.", escape(&name)));
             }
         }

@@ -54,9 +54,6 @@ pub enum RotateError {
         /// The configured client id.
         expected: String,
     },
-    /// The token was issued but could not be written (the old one is already dead).
-    #[error("the new token could not be saved: {0}")]
-    Store(#[from] StoreError),
 }
 
 impl RotateError {
@@ -67,7 +64,6 @@ impl RotateError {
             RotateError::NeedsLogin => "needs_login",
             RotateError::Dhan(e) => e.reason(),
             RotateError::WrongClient { .. } => "wrong_client",
-            RotateError::Store(_) => "store",
         }
     }
 }
@@ -99,6 +95,8 @@ pub struct Live {
     pub next_alert: Option<DateTime<Utc>>,
     /// Consent mode: renewal was already tried for the token expiring at this instant.
     pub renew_tried_for: Option<DateTime<Utc>>,
+    /// The current token is not on disk (a write failed); retried every pass of the loop.
+    pub unsaved: bool,
 }
 
 /// Owns the token and everything that may replace it.
@@ -290,7 +288,10 @@ impl Keeper {
         if token.is_expired(now) {
             return Err(RotateError::Dhan(DhanError::AuthFailed { message: "the token has already expired".into() }));
         }
-        self.store.save(&token)?;
+        // Dhan has issued it, so the previous token is already dead: whatever the disk says, this
+        // one is kept (in memory, served over HTTP and handed to the hook) and saved as soon as
+        // the disk allows.
+        let saved = self.store.save(&token);
         *lock(&self.token) = Some(token.clone());
         self.state.update(|s| {
             s.alerted = None;
@@ -300,17 +301,70 @@ impl Keeper {
         self.set_live(|l| {
             *l = Live {
                 renew_refused: l.renew_refused,
+                unsaved: saved.is_err(),
                 dhan_reachable: Some(true),
                 last_verify: Some(now),
                 ..Live::default()
             };
         });
         self.metrics.rotation(source_label(source), now.timestamp());
-        tracing::info!(%source, expires_at = %token.expires_at, "new token saved to {}", self.store.path().display());
-        self.alert(alerts::rotated(&token, now), vec![]);
+        match saved {
+            Ok(()) => {
+                tracing::info!(%source, expires_at = %token.expires_at, "new token saved to {}", self.store.path().display());
+                self.alert(alerts::rotated(&token, now), vec![]);
+            }
+            Err(e) => self.save_failed(&e, Some(&token)),
+        }
         self.run_hook(token.clone());
         self.wake();
         Ok(token)
+    }
+
+    fn save_failed(&self, e: &StoreError, new: Option<&Token>) {
+        tracing::error!(error = %e, "the token could not be written; keeping it in memory and retrying");
+        self.metrics.failure("store");
+        let first = !self.live().unsaved;
+        self.set_live(|l| l.unsaved = true);
+        if first || new.is_some() {
+            self.alert(alerts::unsaved(&e.to_string(), new), vec![]);
+        }
+    }
+
+    /// Makes the token file hold the current token again if it was deleted, replaced, corrupted,
+    /// or could not be written: the daemon owns that file.
+    fn heal_file(&self) {
+        let Some(token) = self.token() else { return };
+        let on_disk = self.store.load();
+        let intact = matches!(&on_disk, Ok(Some(f)) if f.access_token.expose() == token.access_token.expose());
+        let unsaved = self.live().unsaved;
+        if intact {
+            if unsaved {
+                self.set_live(|l| l.unsaved = false);
+            }
+            return;
+        }
+        if !unsaved {
+            let what = match &on_disk {
+                Ok(None) => "missing".to_string(),
+                Ok(Some(_)) => "holding another token".to_string(),
+                Err(e) => e.to_string(),
+            };
+            tracing::warn!(file = %self.store.path().display(), %what, "the token file changed under the daemon; writing the current token back");
+        }
+        match self.store.save(&token) {
+            Ok(()) => {
+                self.set_live(|l| l.unsaved = false);
+                if unsaved {
+                    tracing::info!("the token file is written again");
+                    self.alert(alerts::saved_again(self.store.path()), vec![]);
+                }
+            }
+            Err(e) => {
+                if !unsaved {
+                    self.save_failed(&e, None);
+                }
+            }
+        }
     }
 
     fn run_hook(&self, token: Token) {
@@ -343,7 +397,7 @@ impl Keeper {
         tracing::warn!(error = %text, "could not get a new token");
         self.state.update(|s| s.last_attempt = Some(Attempt { at: ist::to_ist(&now), ok: false, what: text.clone() }));
         let hopeless = matches!(e, RotateError::Dhan(d) if !d.is_transient())
-            || matches!(e, RotateError::WrongClient { .. } | RotateError::Store(_));
+            || matches!(e, RotateError::WrongClient { .. });
         let mut alert = false;
         self.set_live(|l| {
             l.failures += 1;
@@ -411,8 +465,12 @@ impl Keeper {
 
     /// One pass of the loop: do what is due, return when to look again.
     pub async fn step(&self) -> DateTime<Utc> {
+        self.heal_file();
         let now = self.clock.now();
-        let horizon = now + chrono(MAX_NAP);
+        let mut horizon = now + chrono(MAX_NAP);
+        if self.live().unsaved {
+            horizon = now + chrono::Duration::seconds(1);
+        }
         if self.state.get().paused {
             self.set_live(|l| {
                 l.next_rotation = None;

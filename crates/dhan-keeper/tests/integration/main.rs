@@ -6,6 +6,7 @@ mod cli;
 mod client;
 mod config_errors;
 mod daemon;
+mod faults;
 mod helpers;
 mod lifecycle;
 mod store;

@@ -120,6 +120,14 @@ impl TelegramSim {
         self.shared.lock().commands.clone()
     }
 
+    /// Queues any update as given (an `update_id` is added), e.g. a `channel_post` or an
+    /// `edited_message`. Returns the update id.
+    pub fn inject_update(&self, update: Value) -> i64 {
+        let id = self.shared.lock().push_raw(update);
+        self.shared.notify.notify_waiters();
+        id
+    }
+
     /// Every call with its arrival time (real wall clock), in order.
     pub fn call_log(&self) -> Vec<(String, std::time::SystemTime)> {
         let st = self.shared.lock();

@@ -134,6 +134,11 @@ impl TgState {
         }
     }
 
+    /// Queues an arbitrary update.
+    pub fn push_raw(&mut self, update: Value) -> i64 {
+        self.push_update(update)
+    }
+
     fn push_update(&mut self, mut update: Value) -> i64 {
         let id = self.next_update_id;
         self.next_update_id += 1;
