@@ -39,7 +39,7 @@ async fn main() -> anyhow::Result<()> {
     let tg = TelegramSim::start(BOT_TOKEN).await?;
     tg.add_chat(CHAT);
     let dir = tempfile::tempdir()?;
-    let marker = dir.path().join("hook-started");
+    let marker = dir.path().join("hook-ran");
     write_config(dir.path(), &sim, &tg, &sim_cfg, &marker)?;
     let mut rows = Vec::new();
 
@@ -96,7 +96,8 @@ async fn main() -> anyhow::Result<()> {
     });
 
     // The long-running daemon for the rest.
-    let child = spawn(&bin, dir.path())?;
+    let log: Log = Default::default();
+    let child = spawn_logging(&bin, dir.path(), Some(log.clone()))?;
     let pid = child.id().unwrap_or_default();
     wait_until(Duration::from_secs(10), || (tg.parked_polls() > 0).then_some(())).await?;
     let rss_start = rss_kib(pid);
@@ -124,31 +125,35 @@ async fn main() -> anyhow::Result<()> {
         });
     }
 
-    // Rotations: mint received by Dhan → token file written → hook started, minus Dhan's own time.
-    let token_path = dir.path().join("dhan_token.json");
+    // Rotations: mint received by Dhan → token file renamed into place ("new token saved" in the
+    // daemon's log) → hook process spawned ("on_refresh started"), minus Dhan's own time.
     let (mut overhead, mut to_file, mut to_hook) = (Vec::new(), Vec::new(), Vec::new());
     for i in 0..ROTATIONS {
         let mints = sim.mints();
-        let old_marker = mtime(&marker);
-        let before = tg.sent(CHAT).len();
+        let seen = log.lock().map(|l| l.len()).unwrap_or(0);
         tg.inject_text(CHAT, CHAT, "/refresh");
         wait_until(Duration::from_secs(10), || (sim.mints() > mints).then_some(())).await?;
-        let hook = wait_until(Duration::from_secs(10), || mtime(&marker).filter(|m| Some(*m) != old_marker)).await?;
-        tg.wait_sent(CHAT, before + 2, Duration::from_secs(5)).await;
+        let (saved, hook) = wait_until(Duration::from_secs(10), || {
+            let l = log.lock().ok()?;
+            let fresh = &l[seen.min(l.len())..];
+            let saved = fresh.iter().find(|(_, line)| line.contains("new token saved"))?.0;
+            let hook = fresh.iter().find(|(_, line)| line.contains("on_refresh started"))?.0;
+            Some((saved, hook))
+        })
+        .await?;
         let Some(mint) = sim.call_log().into_iter().rev().find(|c| c.route == "generateAccessToken") else { continue };
-        let answered = mint.received + mint.took;
-        let file = mtime(&token_path).unwrap_or(answered);
         if i == 0 {
             continue; // the first rotation also tries RenewToken once; the rest go straight to minting
         }
-        to_file.push(file.duration_since(answered).unwrap_or_default());
-        to_hook.push(hook.duration_since(file).unwrap_or_default());
+        let answered = mint.received + mint.took;
+        to_file.push(saved.duration_since(answered).unwrap_or_default());
+        to_hook.push(hook.duration_since(saved).unwrap_or_default());
         overhead.push(hook.duration_since(mint.received).unwrap_or_default().saturating_sub(mint.took));
     }
     rows.push(Row {
-        what: "rotation overhead: mint → file → hook, minus Dhan (median)".into(),
+        what: "rotation overhead: Dhan's answer → file saved → hook spawned (median of 19)".into(),
         value: format!(
-            "{} (file written {} after Dhan answered, hook {} later)",
+            "{} ({} to save with fsync, {} to spawn the hook)",
             ms(median(&mut overhead)),
             ms(median(&mut to_file)),
             ms(median(&mut to_hook))
@@ -224,17 +229,39 @@ fn write_config(dir: &Path, sim: &DhanSim, tg: &TelegramSim, s: &SimConfig, mark
 }
 
 fn spawn(bin: &Path, dir: &Path) -> anyhow::Result<Child> {
-    Ok(Command::new(bin)
+    spawn_logging(bin, dir, None)
+}
+
+/// Log lines with their (microsecond, wall-clock) timestamps.
+type Log = std::sync::Arc<std::sync::Mutex<Vec<(SystemTime, String)>>>;
+
+/// Starts the daemon; with `log`, its "token saved" and "hook started" lines are collected.
+fn spawn_logging(bin: &Path, dir: &Path, log: Option<Log>) -> anyhow::Result<Child> {
+    let filter = if log.is_some() { "warn,dhan_keeper::lifecycle=info,dhan_keeper::hook=debug" } else { "warn" };
+    let mut child = Command::new(bin)
         .arg("run")
         .arg("--config")
         .arg(dir.join("dhan_config.json"))
         .current_dir(dir)
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", filter)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
+        .stderr(if log.is_some() { Stdio::piped() } else { Stdio::inherit() })
         .kill_on_drop(true)
-        .spawn()?)
+        .spawn()?;
+    if let (Some(log), Some(err)) = (log, child.stderr.take()) {
+        tokio::spawn(async move {
+            use tokio::io::AsyncBufReadExt;
+            let mut lines = tokio::io::BufReader::new(err).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                let stamp = line.split_whitespace().next().and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
+                if let Some(t) = stamp {
+                    log.lock().map(|mut l| l.push((SystemTime::from(t), line))).ok();
+                }
+            }
+        });
+    }
+    Ok(child)
 }
 
 async fn terminate(mut child: Child) -> anyhow::Result<Duration> {
@@ -256,10 +283,6 @@ async fn wait_until<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> any
         }
         tokio::time::sleep(Duration::from_micros(200)).await;
     }
-}
-
-fn mtime(p: &Path) -> Option<SystemTime> {
-    std::fs::metadata(p).and_then(|m| m.modified()).ok()
 }
 
 fn median(v: &mut [Duration]) -> Duration {

@@ -65,6 +65,10 @@ pub async fn start(cfg: Config, clock: SharedClock, shutdown: CancellationToken)
     let lock = InstanceLock::acquire(&cfg.lock_file(), "dhan-keeper run")?;
     let dhan = crate::cli::dhan_client(&cfg)?;
     let store = TokenStore::new(cfg.token_file.clone());
+    let stale = store.remove_stale_temps();
+    if stale > 0 {
+        tracing::info!(count = stale, "removed temp files left by an interrupted write");
+    }
     let token = match store.load() {
         Ok(t) => t,
         Err(e @ StoreError::Corrupt { .. }) => {
@@ -180,7 +184,11 @@ async fn check_clock(keeper: Arc<Keeper>) {
         return;
     }
     let side = if offset > 0.0 { "behind" } else { "ahead of" };
-    tracing::warn!(offset_secs = offset, "this machine's clock is {:.0} s {side} Dhan's; TOTP codes will be refused. Enable NTP (timedatectl set-ntp true)", offset.abs());
+    tracing::warn!(
+        offset_secs = offset,
+        "this machine's clock is {:.0} s {side} Dhan's; TOTP codes will be refused. Enable NTP (timedatectl set-ntp true)",
+        offset.abs()
+    );
     if let Some(chat) = keeper.alert_chat() {
         keeper.outbox.message(
             chat,
@@ -208,25 +216,42 @@ async fn telegram_loop(client: BotClient, keeper: Arc<Keeper>, shutdown: Cancell
     poller::poll(&client, offset, move |o| state.state.update(|s| s.telegram_offset = o), handler, &shutdown).await;
 }
 
-/// Waits for SIGTERM or SIGINT (Ctrl-C).
-pub async fn shutdown_signal() {
+/// SIGTERM and SIGINT (Ctrl-C) listeners. Install them first thing, so a signal that arrives
+/// while the daemon is still starting is caught (and exits 0) instead of killing the process.
+#[derive(Debug)]
+pub struct Signals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
-            (Ok(mut term), Ok(mut int)) => {
+    term: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    int: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    /// Installs the handlers.
+    pub fn install() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Self { term: signal(SignalKind::terminate()).ok(), int: signal(SignalKind::interrupt()).ok() }
+        }
+        #[cfg(not(unix))]
+        {
+            Self {}
+        }
+    }
+
+    /// Waits for either signal.
+    pub async fn recv(&mut self) {
+        #[cfg(unix)]
+        {
+            if let (Some(term), Some(int)) = (&mut self.term, &mut self.int) {
                 tokio::select! {
                     _ = term.recv() => {}
                     _ = int.recv() => {}
                 }
-            }
-            _ => {
-                let _ = tokio::signal::ctrl_c().await;
+                return;
             }
         }
-    }
-    #[cfg(not(unix))]
-    {
         let _ = tokio::signal::ctrl_c().await;
     }
 }

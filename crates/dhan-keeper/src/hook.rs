@@ -58,6 +58,7 @@ pub async fn run(argv: &[String], token: &Token, client_id: &str, timeout: Durat
         .stderr(Stdio::piped())
         .kill_on_drop(true);
     let child = cmd.spawn().map_err(|source| HookError::Spawn { program: program.clone(), source })?;
+    tracing::debug!(pid = child.id(), "on_refresh started");
     match tokio::time::timeout(timeout, child.wait_with_output()).await {
         Err(_) => Err(HookError::TimedOut { program: program.clone(), timeout }),
         Ok(Err(source)) => Err(HookError::Spawn { program: program.clone(), source }),

@@ -37,6 +37,8 @@ pub mod metrics;
 pub mod mint;
 pub mod paste;
 pub mod policy;
+#[cfg(test)]
+mod proptests;
 pub mod secret;
 pub mod serve;
 pub mod state;

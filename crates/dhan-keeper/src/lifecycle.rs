@@ -396,8 +396,8 @@ impl Keeper {
         let text = e.to_string();
         tracing::warn!(error = %text, "could not get a new token");
         self.state.update(|s| s.last_attempt = Some(Attempt { at: ist::to_ist(&now), ok: false, what: text.clone() }));
-        let hopeless = matches!(e, RotateError::Dhan(d) if !d.is_transient())
-            || matches!(e, RotateError::WrongClient { .. });
+        let hopeless =
+            matches!(e, RotateError::Dhan(d) if !d.is_transient()) || matches!(e, RotateError::WrongClient { .. });
         let mut alert = false;
         self.set_live(|l| {
             l.failures += 1;

@@ -113,16 +113,24 @@ fn run(command: ConfigCommand, cfg: &Config) -> ExitCode {
 }
 
 async fn run_daemon(cfg: Config) -> ExitCode {
+    let mut signals = app::Signals::install();
     let shutdown = tokio_util::sync::CancellationToken::new();
     let clock: dhan_keeper::clock::SharedClock = std::sync::Arc::new(SystemClock);
-    let running = match app::start(cfg, clock, shutdown.clone()).await {
+    let started = tokio::select! {
+        r = app::start(cfg, clock, shutdown.clone()) => r,
+        () = signals.recv() => {
+            tracing::info!("stopped while starting");
+            return ExitCode::SUCCESS;
+        }
+    };
+    let running = match started {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::FAILURE;
         }
     };
-    app::shutdown_signal().await;
+    signals.recv().await;
     tracing::info!("stopping");
     shutdown.cancel();
     running.join().await;

@@ -6,7 +6,7 @@
 //! to a [`DhanError`]. Transport errors are stripped of their URL before they are kept: the mint
 //! URL carries the PIN and the TOTP code in its query string.
 
-mod error;
+pub(crate) mod error;
 pub mod jwt;
 mod wire;
 

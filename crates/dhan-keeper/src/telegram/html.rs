@@ -41,31 +41,34 @@ pub fn to_plain(html: &str) -> String {
 /// never inside a line's markup (our lines each close their own tags).
 pub fn split(text: &str, max: usize) -> Vec<String> {
     let mut parts = Vec::new();
-    let mut current = String::new();
+    let mut current: Option<String> = None;
     let mut current_len = 0;
     for line in text.split('\n') {
         let line_len = line.chars().count();
-        if current_len > 0 && current_len + 1 + line_len > max {
-            parts.push(std::mem::take(&mut current));
-            current_len = 0;
+        if current.is_some() && current_len + 1 + line_len > max {
+            parts.extend(current.take());
         }
         if line_len > max {
             // A single over-long line: cut it by characters (plain text only reaches here).
             let chars: Vec<char> = line.chars().collect();
-            for chunk in chars.chunks(max) {
-                parts.push(chunk.iter().collect());
-            }
+            parts.extend(chars.chunks(max.max(1)).map(|c| c.iter().collect::<String>()));
             continue;
         }
-        if current_len > 0 {
-            current.push('\n');
-            current_len += 1;
+        match &mut current {
+            Some(c) => {
+                c.push('\n');
+                c.push_str(line);
+                current_len += 1 + line_len;
+            }
+            None => {
+                current = Some(line.to_string());
+                current_len = line_len;
+            }
         }
-        current.push_str(line);
-        current_len += line_len;
     }
-    if current_len > 0 || parts.is_empty() {
-        parts.push(current);
+    parts.extend(current);
+    if parts.is_empty() {
+        parts.push(String::new());
     }
     parts
 }

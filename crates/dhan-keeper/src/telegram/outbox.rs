@@ -133,7 +133,9 @@ pub async fn run_sender(
         };
         match item {
             Outgoing::Message { chat, html, buttons } => {
-                let parts = html::split(&html, html::MAX_MESSAGE);
+                // Telegram refuses empty text, so blank parts (runs of empty lines) are skipped.
+                let parts: Vec<String> =
+                    html::split(&html, html::MAX_MESSAGE).into_iter().filter(|p| !p.trim().is_empty()).collect();
                 let last = parts.len().saturating_sub(1);
                 for (i, part) in parts.into_iter().enumerate() {
                     let buttons = if i == last { buttons.as_slice() } else { &[] };

@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 pub use lock::{InstanceLock, LockError};
 pub(crate) use store::write_atomic;
 pub use store::{StoreError, TokenStore};
+#[cfg(test)]
+pub(crate) use store::{parse as parse_file, render as render_file};
 
 use crate::dhan::Minted;
 use crate::secret::Secret;

@@ -95,6 +95,22 @@ impl TokenStore {
         })
     }
 
+    /// Deletes temp files a killed writer left beside the token file (they may hold a token).
+    /// Call only while holding the instance lock, when no other writer can be mid-write.
+    pub fn remove_stale_temps(&self) -> usize {
+        let dir = match self.path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let prefix = format!(".{}.tmp-", self.path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default());
+        let Ok(entries) = fs::read_dir(&dir) else { return 0 };
+        entries
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+            .filter(|e| fs::remove_file(e.path()).is_ok())
+            .count()
+    }
+
     /// Moves a corrupt file out of the way (`dhan_token.json.corrupt-20261125T101500`), so it is
     /// kept for inspection and never silently overwritten. Returns where it went.
     pub fn set_aside(&self, now: DateTime<Utc>) -> Result<PathBuf, StoreError> {
@@ -150,7 +166,7 @@ fn open_private(path: &Path) -> std::io::Result<File> {
     OpenOptions::new().write(true).create_new(true).open(path)
 }
 
-fn render(t: &Token) -> String {
+pub(crate) fn render(t: &Token) -> String {
     let f = FileFormat {
         access_token: Some(t.access_token.expose().to_string()),
         expiry_time: Some(ist::naive_string(&t.expires_at)),
@@ -165,7 +181,7 @@ fn render(t: &Token) -> String {
     s
 }
 
-fn parse(bytes: &[u8]) -> Result<Token, String> {
+pub(crate) fn parse(bytes: &[u8]) -> Result<Token, String> {
     let f: FileFormat = serde_json::from_slice(bytes).map_err(|e| format!("not a token file: {e}"))?;
     let token = f.access_token.filter(|t| !t.trim().is_empty()).ok_or("no access_token")?;
     let rfc = |s: &str| DateTime::parse_from_rfc3339(s).ok();

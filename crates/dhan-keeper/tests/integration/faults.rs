@@ -167,7 +167,8 @@ async fn a_deleted_or_unwritable_token_file_is_rewritten_and_no_token_is_lost() 
     // The disk recovers: the new token lands in the file by itself.
     std::fs::remove_file(&store).expect("remove blocker");
     std::fs::rename(&moved, &store).expect("restore");
-    let healed = eventually("the new token saved", || read_json(&file).filter(|f| f["access_token"] == active.as_str())).await;
+    let healed =
+        eventually("the new token saved", || read_json(&file).filter(|f| f["access_token"] == active.as_str())).await;
     assert_eq!(healed["source"], "totp");
     s.wait_message(CHAT, "written again").await;
     let (code, _, log) = d.stop().await;

@@ -5,6 +5,7 @@ mod bot;
 mod cli;
 mod client;
 mod config_errors;
+mod crash;
 mod daemon;
 mod faults;
 mod helpers;
