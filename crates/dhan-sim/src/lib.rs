@@ -122,6 +122,11 @@ impl DhanSim {
         self.shared.lock().calls.get(route).copied().unwrap_or(0)
     }
 
+    /// Every access token the simulator ever issued, for "did a token leak" checks.
+    pub fn all_tokens(&self) -> Vec<String> {
+        self.shared.lock().all_tokens()
+    }
+
     /// The last requests (up to 10 000): route, arrival time, the simulator's own handling time.
     pub fn call_log(&self) -> Vec<state::CallRecord> {
         self.shared.lock().call_log.iter().cloned().collect()

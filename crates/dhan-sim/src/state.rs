@@ -304,6 +304,11 @@ impl SimState {
         }
     }
 
+    /// Every access token ever issued (including "minted elsewhere").
+    pub fn all_tokens(&self) -> Vec<String> {
+        self.tokens.keys().cloned().collect()
+    }
+
     /// `GET /v2/RenewToken`.
     pub fn renew(&mut self, token: Option<&str>, client_header: Option<&str>, now: DateTime<Utc>) -> Reply {
         let consumer = match self.check_token(token, now) {

@@ -54,7 +54,7 @@ async fn every_command_answers_the_authorized_chat() {
     assert_eq!(commands.as_array().map(Vec::len), Some(7), "setMyCommands registered: {commands}");
 
     let token = s.sim.active_token().expect("token");
-    let (code, _, log) = d.stop().await;
+    let (code, _, log) = s.stop(d).await;
     assert_eq!(code, 0);
     for text in s.texts(CHAT) {
         assert_clean(&text, &[&token]);
@@ -98,7 +98,7 @@ async fn only_the_admin_changes_things_and_strangers_get_nothing() {
     // The admin may.
     s.ask(ADMIN, "/refresh", "Getting a new token").await;
     eventually("the admin's mint", || (s.sim.mints() > mints).then_some(())).await;
-    let (code, _, log) = d.stop().await;
+    let (code, _, log) = s.stop(d).await;
     assert_eq!(code, 0);
     assert!(log.contains(&STRANGER.to_string()), "the stranger's chat id is logged for the owner:\n{log}");
 }
@@ -173,7 +173,7 @@ async fn the_paste_flow_accepts_each_form_and_rejects_bad_ones() {
     s.ask(CHAT, "https://example.com/callback?code=1", "has no tokenId").await;
     s.ask(CHAT, "good morning", "I expected").await;
 
-    let (code, _, log) = d.stop().await;
+    let (code, _, log) = s.stop(d).await;
     assert_eq!(code, 0);
     let live = s.sim.active_token().expect("token");
     for text in s.texts(CHAT) {
@@ -196,7 +196,7 @@ async fn flood_limits_and_outages_delay_messages_but_lose_none() {
     s.tg.inject_error("getUpdates", TgError::server(500), 2);
     s.tg.inject_error("getUpdates", TgError::flood(1), 1);
     s.ask(CHAT, "/help", "Commands").await;
-    let (code, _, _) = d.stop().await;
+    let (code, _, _) = s.stop(d).await;
     assert_eq!(code, 0);
 }
 
@@ -206,7 +206,7 @@ async fn a_restart_never_handles_an_old_update_twice() {
     let d = s.start();
     s.wait_message(CHAT, "New Dhan token").await;
     s.ask(CHAT, "/help", "Commands").await;
-    let (code, _, _) = d.stop().await;
+    let (code, _, _) = s.stop(d).await;
     assert_eq!(code, 0);
 
     let d = s.start();
@@ -214,7 +214,7 @@ async fn a_restart_never_handles_an_old_update_twice() {
     assert_eq!(s.count(CHAT, "Commands"), 1, "/help was not handled again: {:?}", s.texts(CHAT));
     // /pause survives a restart too.
     s.ask(CHAT, "/pause", "Paused").await;
-    let (code, _, _) = d.stop().await;
+    let (code, _, _) = s.stop(d).await;
     assert_eq!(code, 0);
     let d = s.start();
     assert!(s.ask(CHAT, "/status", "Next rotation").await.contains("paused"));
@@ -225,7 +225,7 @@ async fn a_restart_never_handles_an_old_update_twice() {
     let d = s.start();
     s.ask(CHAT, "/status", "Expires").await;
     assert_eq!(s.count(CHAT, "👋"), 1, "/start was not handled again: {:?}", s.texts(CHAT));
-    assert_eq!(d.stop().await.0, 0);
+    assert_eq!(s.stop(d).await.0, 0);
 }
 
 #[tokio::test]
@@ -248,7 +248,7 @@ async fn an_alert_carries_a_button_that_works() {
     s.wait_message(CHAT, "New Dhan token (totp)").await;
     eventually("the button press answered", || (!s.tg.callback_answers().is_empty()).then_some(())).await;
     // A button press from a stranger's copy of the message does nothing.
-    assert_eq!(d.stop().await.0, 0);
+    assert_eq!(s.stop(d).await.0, 0);
 }
 
 #[tokio::test]
@@ -263,5 +263,5 @@ async fn another_poller_on_the_same_bot_is_reported_and_survived() {
     eventually("the 409 reported", || d.log().contains("another process is polling this bot").then_some(())).await;
     // The daemon keeps going once the other poller stops.
     s.ask(CHAT, "/help", "Commands").await;
-    assert_eq!(d.stop().await.0, 0);
+    assert_eq!(s.stop(d).await.0, 0);
 }

@@ -67,5 +67,5 @@ async fn kill_9_at_random_moments_never_breaks_the_file_and_the_daemon_recovers(
         .filter(|e| e.file_name().to_string_lossy().contains(".tmp-"))
         .collect();
     assert!(leftovers.is_empty(), "temp files holding tokens were cleaned up: {leftovers:?}");
-    assert_eq!(d.stop().await.0, 0);
+    assert_eq!(s.stop(d).await.0, 0);
 }

@@ -59,6 +59,21 @@ impl Stack {
         Daemon::start(&self.ws)
     }
 
+    /// SIGTERM, then the secret audit every daemon test ends with: no configured secret and no
+    /// access token Dhan ever issued appears in the daemon's output or in any Telegram message.
+    pub async fn stop(&self, d: Daemon) -> (i32, Duration, String) {
+        let (code, elapsed, log) = d.stop().await;
+        let tokens = self.sim.all_tokens();
+        let extra: Vec<&str> = tokens.iter().map(String::as_str).collect();
+        assert_clean(&log, &extra);
+        for (_, message) in self.tg.all_sent() {
+            let text = message["text"].as_str().unwrap_or_default();
+            let markup = message["reply_markup"].to_string();
+            assert_clean(&format!("{text}\n{markup}"), &extra);
+        }
+        (code, elapsed, log)
+    }
+
     /// Texts the bot sent to `chat`, in order.
     pub fn texts(&self, chat: i64) -> Vec<String> {
         self.tg.sent(chat).iter().map(|m| m["text"].as_str().unwrap_or_default().to_string()).collect()

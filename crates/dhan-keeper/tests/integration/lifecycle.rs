@@ -72,7 +72,7 @@ async fn rotates_before_expiry_with_no_gap_and_hands_the_token_to_the_hook() {
     eventually("three confirmations", || (s.count(CHAT, "New Dhan token (totp)") >= 3).then_some(())).await;
     assert_eq!(s.count(CHAT, "expires in"), 0, "{:?}", s.texts(CHAT));
 
-    let (code, elapsed, log) = d.stop().await;
+    let (code, elapsed, log) = s.stop(d).await;
     assert_eq!(code, 0, "SIGTERM exits 0:\n{log}");
     assert!(elapsed < Duration::from_secs(5), "SIGTERM took {elapsed:?}; it must not wait out a long poll");
     assert_clean(&log, &[&token]);
@@ -95,14 +95,14 @@ async fn a_restart_reuses_the_saved_token_and_a_second_instance_is_refused() {
     );
     second.assert_no_secrets();
 
-    let (code, _, _) = d.stop().await;
+    let (code, _, _) = s.stop(d).await;
     assert_eq!(code, 0);
     let d = s.start();
     eventually("the restart checked the token", || d.log().contains("reusing the saved token").then_some(())).await;
     s.ask(CHAT, "/status", "Expires").await;
     assert_eq!(s.sim.mints(), mints, "no mint on a plain restart");
     assert_eq!(s.token_file().expect("token")["access_token"], first["access_token"]);
-    assert_eq!(d.stop().await.0, 0);
+    assert_eq!(s.stop(d).await.0, 0);
 }
 
 #[tokio::test]
@@ -141,7 +141,7 @@ async fn consent_mode_alerts_each_step_exactly_once_with_a_login_link_and_a_live
     s.wait_message(CHAT, "🚨").await;
     s.wait_message(CHAT, "token expired").await;
     let d2 = {
-        let (code, _, _) = d.stop().await;
+        let (code, _, _) = s.stop(d).await;
         assert_eq!(code, 0);
         s.start()
     };
@@ -151,7 +151,7 @@ async fn consent_mode_alerts_each_step_exactly_once_with_a_login_link_and_a_live
     assert_eq!(s.count(CHAT, "🚨"), 1, "{:#?}", s.texts(CHAT));
     assert_eq!(s.count(CHAT, "token expired"), 1, "{:#?}", s.texts(CHAT));
     assert_eq!(s.sim.mints(), 1, "consent mode never mints");
-    assert_eq!(d2.stop().await.0, 0);
+    assert_eq!(s.stop(d2).await.0, 0);
 }
 
 #[tokio::test]
@@ -194,7 +194,7 @@ async fn the_http_endpoint_serves_health_metrics_and_the_token_only_to_the_beare
     let body: Value = ok.json().await.expect("json");
     assert_eq!(body["access_token"], token.as_str());
     assert_eq!(body["client_id"], "1000000001");
-    assert_eq!(d.stop().await.0, 0);
+    assert_eq!(s.stop(d).await.0, 0);
 }
 
 #[tokio::test]
@@ -217,7 +217,7 @@ async fn when_dhan_fails_for_a_while_the_token_still_never_expires() {
     assert_eq!(s.count(CHAT, "rotation failed"), 1, "one alert per failure streak: {:#?}", s.texts(CHAT));
     let metrics = reqwest::get(s.http("/metrics")).await.expect("metrics").text().await.expect("body");
     assert!(metrics.contains("dhan_keeper_rotation_failures_total{reason=\"upstream\"} 2"), "{metrics}");
-    assert_eq!(d.stop().await.0, 0);
+    assert_eq!(s.stop(d).await.0, 0);
 }
 
 #[tokio::test]
@@ -234,7 +234,7 @@ async fn a_token_revoked_elsewhere_is_noticed_and_replaced() {
     })
     .await;
     assert_eq!(replaced["source"], "totp");
-    assert_eq!(d.stop().await.0, 0);
+    assert_eq!(s.stop(d).await.0, 0);
 }
 
 #[tokio::test]
@@ -251,7 +251,7 @@ async fn a_failing_hook_is_reported_but_the_token_is_kept() {
     let token = s.token_file().expect("the token is kept")["access_token"].as_str().expect("token").to_string();
     let metrics = reqwest::get(s.http("/metrics")).await.expect("metrics").text().await.expect("body");
     assert!(metrics.contains("dhan_keeper_hook_failures_total 1"), "{metrics}");
-    let (code, _, log) = d.stop().await;
+    let (code, _, log) = s.stop(d).await;
     assert_eq!(code, 0);
     assert_clean(text, &[&token]);
     assert_clean(&log, &[&token]);

@@ -128,6 +128,12 @@ impl TelegramSim {
         id
     }
 
+    /// Every message the bot sent, to any chat, as `(chat, message)`.
+    pub fn all_sent(&self) -> Vec<(i64, Value)> {
+        let st = self.shared.lock();
+        st.sent.iter().flat_map(|(c, msgs)| msgs.iter().map(move |m| (*c, m.clone()))).collect()
+    }
+
     /// Every call with its arrival time (real wall clock), in order.
     pub fn call_log(&self) -> Vec<(String, std::time::SystemTime)> {
         let st = self.shared.lock();
