@@ -65,7 +65,8 @@ pub async fn start(cfg: Config, clock: SharedClock, shutdown: CancellationToken)
     let lock = InstanceLock::acquire(&cfg.lock_file(), "dhan-keeper run")?;
     let dhan = crate::cli::dhan_client(&cfg)?;
     let store = TokenStore::new(cfg.token_file.clone());
-    let stale = store.remove_stale_temps();
+    let stale = store.remove_stale_temps()
+        + crate::token::remove_stale_temps(&crate::state::StateFile::path_for(&cfg.token_file));
     if stale > 0 {
         tracing::info!(count = stale, "removed temp files left by an interrupted write");
     }

@@ -9,8 +9,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
-use frankenstein::types::{CallbackQuery, MaybeInaccessibleMessage, Message};
-use frankenstein::updates::{Update, UpdateContent};
 
 use crate::account;
 use crate::alerts;
@@ -20,6 +18,7 @@ use crate::lifecycle::{Keeper, RotateError};
 use crate::paste::{self, Paste};
 use crate::telegram::Button;
 use crate::telegram::html::escape;
+use crate::telegram::types::{CallbackQuery, Message, Update};
 
 /// The command list registered with `setMyCommands`, also the body of `/help`.
 pub const COMMANDS: &[(&str, &str)] = &[
@@ -126,10 +125,10 @@ impl Bot {
 
     /// Handles one update. Never panics on input; every failure becomes a reply or a log line.
     pub async fn handle(&self, update: Update) {
-        match update.content {
-            UpdateContent::Message(m) => self.on_message(&m).await,
-            UpdateContent::CallbackQuery(q) => self.on_callback(&q).await,
-            _ => {}
+        if let Some(m) = &update.message {
+            self.on_message(m).await;
+        } else if let Some(q) = &update.callback_query {
+            self.on_callback(q).await;
         }
     }
 
@@ -161,7 +160,7 @@ impl Bot {
     }
 
     /// Logs a stranger and tells the admin at most once per chat per hour.
-    fn stranger(&self, chat: i64, user: Option<u64>, what: &str) {
+    fn stranger(&self, chat: i64, user: Option<i64>, what: &str) {
         tracing::warn!(
             chat,
             user,
@@ -400,11 +399,7 @@ impl Bot {
     }
 
     async fn on_callback(&self, q: &CallbackQuery) {
-        let chat = match &q.message {
-            Some(MaybeInaccessibleMessage::Message(m)) => m.chat.id,
-            Some(MaybeInaccessibleMessage::InaccessibleMessage(m)) => m.chat.id,
-            None => i64::try_from(q.from.id).unwrap_or_default(),
-        };
+        let chat = q.message.as_ref().map_or(q.from.id, |m| m.chat.id);
         let k = &self.keeper;
         if self.role(chat) != Role::Admin {
             if self.role(chat) == Role::Stranger {

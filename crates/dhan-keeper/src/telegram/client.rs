@@ -1,4 +1,5 @@
-//! A thin Bot API client over the reqwest we already ship; types come from `frankenstein`.
+//! A thin Bot API client over the reqwest we already ship; request types come from
+//! `frankenstein`, incoming objects from [`super::types`].
 //!
 //! Only the calls dhan-keeper makes. Every reply is decoded from the `{ok, result}` /
 //! `{ok, error_code, description, parameters}` envelope into [`TgError`] variants the callers
@@ -10,8 +11,9 @@ use std::time::Duration;
 use frankenstein::methods::{
     AnswerCallbackQueryParams, EditMessageTextParams, GetUpdatesParams, SendMessageParams, SetMyCommandsParams,
 };
-use frankenstein::types::{BotCommand, Message, User};
-use frankenstein::updates::Update;
+use frankenstein::types::BotCommand;
+
+use super::types::{Update, User};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -166,24 +168,24 @@ impl BotClient {
         serde_json::from_value(update)
     }
 
-    /// `sendMessage`.
-    pub async fn send_message(&self, params: &SendMessageParams) -> Result<Message, TgError> {
-        self.call("sendMessage", params, Self::short()).await
+    /// `sendMessage` (the echoed message is not needed).
+    pub async fn send_message(&self, params: &SendMessageParams) -> Result<(), TgError> {
+        self.call::<_, serde::de::IgnoredAny>("sendMessage", params, Self::short()).await.map(|_| ())
     }
 
     /// `editMessageText` (the result is the message or `true`; either is fine).
     pub async fn edit_message_text(&self, params: &EditMessageTextParams) -> Result<(), TgError> {
-        self.call::<_, Value>("editMessageText", params, Self::short()).await.map(|_| ())
+        self.call::<_, serde::de::IgnoredAny>("editMessageText", params, Self::short()).await.map(|_| ())
     }
 
     /// `answerCallbackQuery`.
     pub async fn answer_callback_query(&self, params: &AnswerCallbackQueryParams) -> Result<(), TgError> {
-        self.call::<_, Value>("answerCallbackQuery", params, Self::short()).await.map(|_| ())
+        self.call::<_, serde::de::IgnoredAny>("answerCallbackQuery", params, Self::short()).await.map(|_| ())
     }
 
     /// `setMyCommands`.
     pub async fn set_my_commands(&self, commands: Vec<BotCommand>) -> Result<(), TgError> {
         let params = SetMyCommandsParams::builder().commands(commands).build();
-        self.call::<_, Value>("setMyCommands", &params, Self::short()).await.map(|_| ())
+        self.call::<_, serde::de::IgnoredAny>("setMyCommands", &params, Self::short()).await.map(|_| ())
     }
 }

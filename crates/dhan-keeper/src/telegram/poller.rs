@@ -10,12 +10,12 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use frankenstein::types::{BotCommand, User};
-use frankenstein::updates::Update;
+use frankenstein::types::BotCommand;
 use tokio_util::sync::CancellationToken;
 
 use super::client::{BotClient, LONG_POLL, TgError};
 use super::outbox::retry_delay;
+use super::types::{Update, User};
 
 /// Retries `getMe` until it succeeds; `None` on shutdown. Telegram being down is logged, never fatal.
 pub async fn wait_for_me(client: &BotClient, shutdown: &CancellationToken) -> Option<User> {

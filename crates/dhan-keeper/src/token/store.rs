@@ -98,17 +98,7 @@ impl TokenStore {
     /// Deletes temp files a killed writer left beside the token file (they may hold a token).
     /// Call only while holding the instance lock, when no other writer can be mid-write.
     pub fn remove_stale_temps(&self) -> usize {
-        let dir = match self.path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        let prefix = format!(".{}.tmp-", self.path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default());
-        let Ok(entries) = fs::read_dir(&dir) else { return 0 };
-        entries
-            .flatten()
-            .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
-            .filter(|e| fs::remove_file(e.path()).is_ok())
-            .count()
+        remove_stale_temps(&self.path)
     }
 
     /// Moves a corrupt file out of the way (`dhan_token.json.corrupt-20261125T101500`), so it is
@@ -124,6 +114,21 @@ impl TokenStore {
         })?;
         Ok(target)
     }
+}
+
+/// Deletes the temp files [`write_atomic`] left beside `path` when its writer was killed.
+pub(crate) fn remove_stale_temps(path: &Path) -> usize {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let prefix = format!(".{}.tmp-", path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default());
+    let Ok(entries) = fs::read_dir(&dir) else { return 0 };
+    entries
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+        .filter(|e| fs::remove_file(e.path()).is_ok())
+        .count()
 }
 
 /// Writes `bytes` to `path` so that a reader (or a crash) sees the old file or the new one, never
