@@ -17,6 +17,35 @@ pub const CLOCK_FAIL_SECS: f64 = 10.0;
 /// Above this offset the check warns.
 pub const CLOCK_WARN_SECS: f64 = 3.0;
 
+/// Asks Telegram who the bot is. A rejected token fails the check; an unreachable Telegram only
+/// warns (the daemon keeps the token alive without it). Returns false on failure.
+async fn telegram(cfg: &Config, bot_token: &crate::secret::Secret, chat: i64, admin: i64) -> bool {
+    use crate::telegram::{BotClient, TgError};
+    let who = format!("alerts to chat {chat}, admin {admin}");
+    let client = match BotClient::new(&cfg.telegram_api_url, bot_token) {
+        Ok(c) => c,
+        Err(e) => {
+            println!("⚠️  Telegram    {who}; {e}");
+            return true;
+        }
+    };
+    match client.get_me().await {
+        Ok(me) => {
+            let name = me.username.unwrap_or_default();
+            println!("✅ Telegram    bot @{name}, {who} (send /start to @{name} once so it may message you)");
+            true
+        }
+        Err(e @ TgError::Api { code: 401 | 404, .. }) => {
+            println!("❌ Telegram    {e}; check telegram_bot_token (BotFather → /mybots → API Token)");
+            false
+        }
+        Err(e) => {
+            println!("⚠️  Telegram    {who}; {e}");
+            true
+        }
+    }
+}
+
 /// Runs every check and prints one line each. Exit 0 when all pass.
 pub async fn check(cfg: &Config, clock: &dyn Clock) -> ExitCode {
     let mut failed = false;
@@ -27,8 +56,9 @@ pub async fn check(cfg: &Config, clock: &dyn Clock) -> ExitCode {
         println!("⚠️  Config      {w}");
     }
     match (&cfg.telegram_bot_token, cfg.telegram_chat_id) {
-        (Some(_), Some(chat)) => {
-            println!("   Telegram    alerts to chat {chat}, admin {}", cfg.admin_chat_id.unwrap_or(chat))
+        (Some(bot_token), Some(chat)) => {
+            let admin = cfg.admin_chat_id.unwrap_or(chat);
+            failed |= !telegram(cfg, bot_token, chat, admin).await;
         }
         _ => println!("⚠️  Telegram    not configured: no alerts, no remote control"),
     }

@@ -265,3 +265,25 @@ async fn another_poller_on_the_same_bot_is_reported_and_survived() {
     s.ask(CHAT, "/help", "Commands").await;
     assert_eq!(s.stop(d).await.0, 0);
 }
+
+#[tokio::test]
+async fn check_asks_telegram_who_the_bot_is() {
+    let s = Stack::new(|_| {}).await;
+    let ok = s.ws.run(&["check"]).await;
+    assert!(ok.stdout.contains("✅ Telegram    bot @dhan_token_bot"), "{}", ok.all());
+    assert_eq!(ok.code, 0, "{}", ok.all());
+    ok.assert_no_secrets();
+
+    let wrong = Stack::new(|m| {
+        m.insert("telegram_bot_token".into(), json!("7000000001:AAwrongTokenWrongTokenWrong_12345"));
+    })
+    .await;
+    let refused = wrong.ws.run(&["check"]).await;
+    assert_eq!(refused.code, 1, "{}", refused.all());
+    assert!(
+        refused.stdout.contains("❌ Telegram") && refused.stdout.contains("telegram_bot_token"),
+        "{}",
+        refused.all()
+    );
+    assert!(!refused.all().contains("AAwrongTokenWrongTokenWrong_12345"), "the token is not echoed");
+}

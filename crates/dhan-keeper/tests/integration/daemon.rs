@@ -6,6 +6,7 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
 use dhan_sim::{DhanSim, SimConfig, TelegramSim};
 use serde_json::{Value, json};
 use tokio::io::AsyncBufReadExt;
@@ -229,5 +230,31 @@ fn box_reader<R: tokio::io::AsyncRead + Send + Unpin + 'static>(r: R) -> Box<dyn
 pub fn assert_clean(text: &str, extra: &[&str]) {
     for s in helpers::ALL_SECRETS.iter().chain(extra) {
         assert!(!s.is_empty() && !text.contains(s), "secret {s:?} leaked in:\n{text}");
+    }
+}
+
+pub fn expiry_of(file: &Value) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(file["expires_at"].as_str().expect("expires_at")).expect("rfc3339").with_timezone(&Utc)
+}
+
+#[allow(clippy::disallowed_methods)] // the test checks the daemon against the real wall clock
+pub fn now() -> DateTime<Utc> {
+    Utc::now()
+}
+
+pub fn short_sim(lifetime_secs: u64) -> SimConfig {
+    SimConfig { token_lifetime: Duration::from_secs(lifetime_secs), ..helpers::sim_config() }
+}
+
+/// Samples the token file until `rotations` new tokens were minted, asserting at every sample
+/// that the file holds a token that has not expired: rotation happens before expiry, no gap.
+pub async fn watch_without_gap(s: &Stack, rotations: u64) {
+    let target = s.sim.mints() + rotations;
+    let deadline = std::time::Instant::now() + Duration::from_secs(40);
+    while s.sim.mints() < target {
+        let file = s.token_file().expect("the token file is always readable");
+        assert!(expiry_of(&file) > now(), "the saved token expired before it was replaced: {file}");
+        assert!(std::time::Instant::now() < deadline, "only {} of {target} mints happened", s.sim.mints());
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

@@ -3,46 +3,19 @@
 
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
-use dhan_sim::{Fault, SimConfig, TgError};
+use dhan_sim::{Fault, TgError};
 use serde_json::{Value, json};
 
-use crate::daemon::{CHAT, Stack, assert_clean, eventually};
-use crate::helpers::{self, HTTP_TOKEN};
-
-#[allow(clippy::disallowed_methods)] // the test checks the daemon against the real wall clock
-fn now() -> DateTime<Utc> {
-    Utc::now()
-}
+use crate::daemon::{CHAT, Stack, assert_clean, eventually, expiry_of, now, short_sim, watch_without_gap};
+use crate::helpers::HTTP_TOKEN;
 
 fn read_json(path: &std::path::Path) -> Option<Value> {
     serde_json::from_slice(&std::fs::read(path).ok()?).ok()
 }
 
-fn expiry_of(file: &Value) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(file["expires_at"].as_str().expect("expires_at")).expect("rfc3339").with_timezone(&Utc)
-}
-
-/// Samples the token file until `rotations` more mints happened; the file must never hold an
-/// expired token in between.
-async fn watch_without_gap(s: &Stack, rotations: u64) {
-    let target = s.sim.mints() + rotations;
-    let deadline = std::time::Instant::now() + Duration::from_secs(40);
-    while s.sim.mints() < target {
-        let file = s.token_file().expect("the token file is always readable");
-        assert!(expiry_of(&file) > now(), "the saved token expired before it was replaced: {file}");
-        assert!(std::time::Instant::now() < deadline, "only {} of {target} mints happened", s.sim.mints());
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-fn short(lifetime: u64) -> SimConfig {
-    SimConfig { token_lifetime: Duration::from_secs(lifetime), ..helpers::sim_config() }
-}
-
 #[tokio::test]
 async fn hangs_truncated_bodies_and_refused_connections_never_let_the_token_expire() {
-    let s = Stack::with_sim(short(8), |m| {
+    let s = Stack::with_sim(short_sim(8), |m| {
         m.insert("refresh_before".into(), json!("5s"));
         m.insert("alert_before".into(), json!("2s"));
         m.insert("final_alert_before".into(), json!("1s"));

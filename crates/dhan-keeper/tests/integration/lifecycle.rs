@@ -2,39 +2,12 @@
 
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use dhan_keeper::token::{Token, TokenSource, TokenStore};
-use dhan_sim::{Fault, SimConfig, TgError};
+use dhan_sim::{Fault, TgError};
 use serde_json::{Value, json};
 
-use crate::daemon::{CHAT, Stack, assert_clean, eventually};
+use crate::daemon::{CHAT, Stack, assert_clean, eventually, now, short_sim, watch_without_gap};
 use crate::helpers::{self, HTTP_TOKEN, PIN};
-
-fn expiry_of(file: &Value) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(file["expires_at"].as_str().expect("expires_at")).expect("rfc3339").with_timezone(&Utc)
-}
-
-#[allow(clippy::disallowed_methods)] // the test checks the daemon against the real wall clock
-fn now() -> DateTime<Utc> {
-    Utc::now()
-}
-
-fn short_sim(lifetime_secs: u64) -> SimConfig {
-    SimConfig { token_lifetime: Duration::from_secs(lifetime_secs), ..helpers::sim_config() }
-}
-
-/// Samples the token file until `rotations` new tokens were minted, asserting at every sample
-/// that the file holds a token that has not expired: rotation happens before expiry, no gap.
-async fn watch_without_gap(s: &Stack, rotations: u64) {
-    let target = s.sim.mints() + rotations;
-    let deadline = std::time::Instant::now() + Duration::from_secs(40);
-    while s.sim.mints() < target {
-        let file = s.token_file().expect("the token file is always readable");
-        assert!(expiry_of(&file) > now(), "the saved token expired before it was replaced: {file}");
-        assert!(std::time::Instant::now() < deadline, "only {} of {target} mints happened", s.sim.mints());
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 #[tokio::test]
 async fn rotates_before_expiry_with_no_gap_and_hands_the_token_to_the_hook() {
