@@ -271,6 +271,9 @@ impl Bot {
         if live.failures > 0 {
             s.push_str(&format!("\nFailures in a row: {}", live.failures));
         }
+        if live.unsaved {
+            s.push_str("\n💾 Token file: cannot be written; the token is kept in memory and retried");
+        }
         if state.paused {
             s.push_str("\nNext rotation: ⏸ paused (/resume)");
         } else {

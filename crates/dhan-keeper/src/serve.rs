@@ -49,6 +49,7 @@ async fn healthz(State(k): State<Arc<Keeper>>) -> Response {
         "expires_at": token.as_ref().map(|t| ist::to_ist(&t.expires_at).to_rfc3339()),
         "seconds_left": token.as_ref().map(|t| t.remaining(now).num_seconds()),
         "paused": k.state.get().paused,
+        "token_file_written": !k.live().unsaved,
     });
     let status = if token.is_some() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, axum::Json(body)).into_response()

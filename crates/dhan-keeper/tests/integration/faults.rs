@@ -142,6 +142,9 @@ async fn a_deleted_or_unwritable_token_file_is_rewritten_and_no_token_is_lost() 
         .await
         .expect("json");
     assert_eq!(served["access_token"], active.as_str());
+    assert!(s.ask(CHAT, "/status", "Expires").await.contains("cannot be written"));
+    let health = reqwest::get(s.http("/healthz")).await.expect("healthz").text().await.expect("body");
+    assert!(health.contains("\"token_file_written\":false"), "{health}");
 
     // The disk recovers: the new token lands in the file by itself.
     std::fs::remove_file(&store).expect("remove blocker");
