@@ -3,8 +3,10 @@
 //!
 //! Kept beside the token file as `<token file>.state` and written atomically (0600) on every
 //! change, so a kill -9 never re-sends an alert, re-handles a Telegram command or mints twice
-//! inside Dhan's 2-minute window. A missing or unreadable file is not fatal: it is set aside and
-//! the daemon starts from defaults, which at worst repeats one alert.
+//! inside Dhan's 2-minute window. Unlike the token, it is not fsynced: it is written before every
+//! command is handled, and a disk flush there would put the disk's latency into every reply; a
+//! power cut (not a crash) may at worst repeat one alert or one command. A missing or unreadable
+//! file is not fatal: it is set aside and the daemon starts from defaults.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -106,7 +108,7 @@ impl StateFile {
             return;
         }
         let body = serde_json::to_vec_pretty(&*guard).unwrap_or_default();
-        if let Err((op, e)) = crate::token::write_atomic(&self.path, &body) {
+        if let Err((op, e)) = crate::token::write_atomic(&self.path, &body, false) {
             tracing::error!(path = %self.path.display(), error = %e, "cannot {op} the daemon state file");
         }
     }

@@ -88,7 +88,7 @@ impl TokenStore {
 
     /// Replaces the file with `token`, atomically and with mode 0600.
     pub fn save(&self, token: &Token) -> Result<(), StoreError> {
-        write_atomic(&self.path, render(token).as_bytes()).map_err(|(op, source)| StoreError::Io {
+        write_atomic(&self.path, render(token).as_bytes(), true).map_err(|(op, source)| StoreError::Io {
             op,
             path: self.path.clone(),
             source,
@@ -131,10 +131,11 @@ pub(crate) fn remove_stale_temps(path: &Path) -> usize {
         .count()
 }
 
-/// Writes `bytes` to `path` so that a reader (or a crash) sees the old file or the new one, never
-/// a mix: a 0600 temp file beside it, fsync, rename, fsync of the directory. On failure the temp
-/// file is removed and the error names the step that failed.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), (&'static str, std::io::Error)> {
+/// Writes `bytes` to `path` so that a reader (or a killed process) sees the old file or the new
+/// one, never a mix: a 0600 temp file beside it, rename over the target. With `durable`, the data
+/// and the rename are also fsynced, so they survive a power cut. On failure the temp file is
+/// removed and the error names the step that failed.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8], durable: bool) -> Result<(), (&'static str, std::io::Error)> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
@@ -144,12 +145,14 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), (&'static st
     let result = (|| {
         let mut f = open_private(&tmp).map_err(|e| ("create a temp file beside", e))?;
         f.write_all(bytes).map_err(|e| ("write", e))?;
-        f.sync_all().map_err(|e| ("fsync", e))?;
+        if durable {
+            f.sync_all().map_err(|e| ("fsync", e))?;
+        }
         drop(f);
         fs::rename(&tmp, path).map_err(|e| ("rename into place", e))?;
         // Make the rename itself durable. Some filesystems refuse to fsync a directory; the
         // data is already safe in the file, so that is not an error.
-        if let Ok(d) = File::open(&dir) {
+        if durable && let Ok(d) = File::open(&dir) {
             let _ = d.sync_all();
         }
         Ok(())
