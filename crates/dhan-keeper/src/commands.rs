@@ -171,7 +171,9 @@ impl Bot {
         let now = self.keeper.clock.now();
         let tell = {
             let mut seen = self.strangers.lock().unwrap_or_else(|e| e.into_inner());
-            let recent = seen.get(&chat).is_some_and(|t| now - *t < chrono::Duration::hours(1));
+            // Forget notices older than the hour, so a flood of new chat ids cannot grow this.
+            seen.retain(|_, t| now - *t < chrono::Duration::hours(1));
+            let recent = seen.contains_key(&chat);
             if !recent {
                 seen.insert(chat, now);
             }
