@@ -30,6 +30,16 @@ pub(crate) fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 
 /// Serves until `cancel` fires, then drops the listener and every connection.
 pub(crate) async fn serve(listener: TcpListener, app: Router, shared: Arc<Shared>, cancel: CancellationToken) {
+    serve_fn(listener, cancel, move |req| handle(app.clone(), shared.clone(), req)).await;
+}
+
+/// The accept loop behind both simulators: each request goes to `handle`; an `Err` closes the
+/// connection without a response (an injected "drop").
+pub(crate) async fn serve_fn<F, Fut>(listener: TcpListener, cancel: CancellationToken, handle: F)
+where
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<Response, std::io::Error>> + Send + 'static,
+{
     loop {
         let stream = tokio::select! {
             () = cancel.cancelled() => return,
@@ -41,10 +51,9 @@ pub(crate) async fn serve(listener: TcpListener, app: Router, shared: Arc<Shared
                 }
             },
         };
-        let (app, shared, cancel) = (app.clone(), shared.clone(), cancel.clone());
+        let (handle, cancel) = (handle.clone(), cancel.clone());
         tokio::spawn(async move {
-            let svc =
-                hyper::service::service_fn(move |req: Request<Incoming>| handle(app.clone(), shared.clone(), req));
+            let svc = hyper::service::service_fn(move |req: Request<Incoming>| handle(req));
             let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc);
             tokio::select! {
                 _ = conn => {}

@@ -166,6 +166,14 @@ async fn buttons_edits_and_server_errors_behave_like_telegram() {
     let (missing, _) = call(&sim, "editMessageText", json!({"chat_id": 42, "message_id": 999, "text": "x"})).await;
     assert_eq!(missing, 400);
 
+    // A dropped connection: no answer at all, then normal service.
+    sim.inject_drop("sendMessage", 1);
+    let dropped = reqwest::Client::new()
+        .post(format!("{}/bot{TOKEN}/sendMessage", sim.url()))
+        .json(&json!({"chat_id": 42, "text": "x"}))
+        .send()
+        .await;
+    assert!(dropped.is_err(), "the connection was closed without a response");
     // An outage: 502 with the envelope, then normal service.
     sim.inject_error("sendMessage", TgError::server(502), 1);
     let (down, body) = call(&sim, "sendMessage", json!({"chat_id": 42, "text": "x"})).await;

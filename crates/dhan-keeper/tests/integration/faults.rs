@@ -105,6 +105,20 @@ async fn queued_messages_arrive_in_order_after_a_telegram_outage() {
 }
 
 #[tokio::test]
+async fn telegram_dropping_connections_delays_but_loses_nothing() {
+    let s = Stack::new(|_| {}).await;
+    s.tg.inject_drop("getMe", 1);
+    s.tg.inject_drop("getUpdates", 2);
+    s.tg.inject_drop("sendMessage", 2);
+    let d = s.start();
+    s.ask(CHAT, "/status", "Expires").await;
+    s.wait_message(CHAT, "New Dhan token").await;
+    let calls = s.tg.calls();
+    assert!(calls.iter().filter(|c| *c == "sendmessage").count() >= 4, "{calls:?}");
+    assert_eq!(s.stop(d).await.0, 0);
+}
+
+#[tokio::test]
 async fn a_deleted_or_unwritable_token_file_is_rewritten_and_no_token_is_lost() {
     let s = Stack::new(|m| {
         m.insert("token_file".into(), json!("store/dhan_token.json"));

@@ -16,12 +16,14 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, Request, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
+use hyper::body::Incoming;
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
 
 pub use state::{CallbackAnswer, TgError, TgState};
 
@@ -67,10 +69,17 @@ impl TelegramSim {
         let addr = listener.local_addr()?;
         let cancel = CancellationToken::new();
         let app = Router::new().route("/{bot}/{method}", any(dispatch)).fallback(not_found).with_state(shared.clone());
-        let stop = cancel.clone();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).with_graceful_shutdown(async move { stop.cancelled().await }).await;
-        });
+        let drops = shared.clone();
+        tokio::spawn(crate::server::serve_fn(listener, cancel.clone(), move |req: Request<Incoming>| {
+            let (app, shared) = (app.clone(), drops.clone());
+            async move {
+                let method = req.uri().path().rsplit('/').next().unwrap_or_default().to_ascii_lowercase();
+                if shared.lock().take_drop(&method) {
+                    return Err(std::io::Error::other("injected connection drop"));
+                }
+                Ok(app.oneshot(req.map(axum::body::Body::new)).await.unwrap_or_else(|never| match never {}))
+            }
+        }));
         Ok(Self { shared, addr, cancel })
     }
 
@@ -126,6 +135,12 @@ impl TelegramSim {
         let id = self.shared.lock().push_raw(update);
         self.shared.notify.notify_waiters();
         id
+    }
+
+    /// Closes the connection without an answer on the next `count` calls of `method` (any case,
+    /// or `*`): what a client sees when a proxy or the network drops a request.
+    pub fn inject_drop(&self, method: &str, count: usize) {
+        *self.shared.lock().drops.entry(method.to_ascii_lowercase()).or_default() += count;
     }
 
     /// Every message the bot sent, to any chat, as `(chat, message)`.

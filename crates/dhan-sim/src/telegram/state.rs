@@ -86,6 +86,8 @@ pub struct TgState {
     /// Every answered button press, in order.
     pub answers: Vec<CallbackAnswer>,
     pub(crate) faults: HashMap<String, VecDeque<TgError>>,
+    /// Connections to drop, per method (lower case) or `*`.
+    pub(crate) drops: HashMap<String, usize>,
     /// Every method called, lower-cased, in order.
     pub calls: Vec<String>,
     /// When each call in `calls` arrived (real wall clock).
@@ -113,6 +115,7 @@ impl TgState {
             callback_ids: HashSet::new(),
             answers: Vec::new(),
             faults: HashMap::new(),
+            drops: HashMap::new(),
             calls: Vec::new(),
             call_times: Vec::new(),
             sent_times: HashMap::new(),
@@ -218,6 +221,19 @@ impl TgState {
         self.sent.entry(chat).or_default().push(m.clone());
         self.sent_times.entry(chat).or_default().push(crate::clock::real_now());
         m
+    }
+
+    /// Whether the next call of `method` should be dropped (and counts it as called).
+    pub fn take_drop(&mut self, method: &str) -> bool {
+        for key in [method, "*"] {
+            if let Some(n) = self.drops.get_mut(key).filter(|n| **n > 0) {
+                *n -= 1;
+                self.calls.push(method.to_string());
+                self.call_times.push(crate::clock::real_now());
+                return true;
+            }
+        }
+        false
     }
 
     /// Takes the next injected fault for `method` (lower case) or `*`.
