@@ -29,6 +29,17 @@ pub fn totp_button() -> Button {
     Button::Callback { label: "🔢 TOTP code".into(), data: CB_TOTP.into() }
 }
 
+/// The buttons under a consent login link: open it, and (with a TOTP secret) get the code
+/// current when pressed.
+pub fn login_buttons(url: Option<&str>, has_totp: bool) -> Vec<Button> {
+    let mut b: Vec<Button> =
+        url.map(|u| Button::Link { label: "Open Dhan login".into(), url: u.to_string() }).into_iter().collect();
+    if has_totp {
+        b.push(totp_button());
+    }
+    b
+}
+
 /// A step of the expiry ladder. `expires_at` is `None` when there is no usable token at all.
 pub fn expiry(
     step: AlertStep,

@@ -10,10 +10,9 @@ use crate::clock::SharedClock;
 use crate::commands::{Bot, COMMANDS};
 use crate::config::Config;
 use crate::dhan::DhanError;
-use crate::lifecycle::{self, Keeper, Live};
+use crate::lifecycle::{self, Keeper};
 use crate::telegram::{BotClient, Outbox, outbox, poller};
 use crate::token::{InstanceLock, LockError, StoreError, Token, TokenStore};
-use crate::{alerts, ist};
 
 /// Why `run` could not start.
 #[derive(Debug, thiserror::Error)]
@@ -65,8 +64,10 @@ pub async fn start(cfg: Config, clock: SharedClock, shutdown: CancellationToken)
     let lock = InstanceLock::acquire(&cfg.lock_file(), "dhan-keeper run")?;
     let dhan = crate::cli::dhan_client(&cfg)?;
     let store = TokenStore::new(cfg.token_file.clone());
-    let stale = store.remove_stale_temps()
-        + crate::token::remove_stale_temps(&crate::state::StateFile::path_for(&cfg.token_file));
+    let stale = [cfg.token_file.clone(), crate::state::StateFile::path_for(&cfg.token_file)]
+        .iter()
+        .map(|p| crate::token::remove_stale_temps(p))
+        .sum::<usize>();
     if stale > 0 {
         tracing::info!(count = stale, "removed temp files left by an interrupted write");
     }
@@ -79,7 +80,7 @@ pub async fn start(cfg: Config, clock: SharedClock, shutdown: CancellationToken)
         }
         Err(e) => return Err(e.into()),
     };
-    let (token, live) = check_saved(token, &dhan, &cfg, &clock).await;
+    let token = token.filter(|t| belongs_to(t, &cfg));
 
     let mut tasks = Vec::new();
     let telegram = match (&cfg.telegram_bot_token, cfg.telegram_chat_id) {
@@ -93,14 +94,9 @@ pub async fn start(cfg: Config, clock: SharedClock, shutdown: CancellationToken)
         }
         None => (Outbox::disabled(), None),
     };
-    let revoked = live.revoked;
-    let keeper = Arc::new(Keeper::new(cfg, dhan, clock, outbox.clone(), token, live));
-    if revoked {
-        keeper.metrics.failure("revoked");
-        if let Some(chat) = keeper.alert_chat() {
-            outbox.message(chat, alerts::revoked(keeper.cfg.mode()), vec![]);
-        }
-    }
+    // The saved token is checked with Dhan by the loop's first pass (`Keeper::verify`), like every
+    // later check: start-up does not wait for Dhan, and a restart never mints while it is alive.
+    let keeper = Arc::new(Keeper::new(cfg, dhan, clock, outbox.clone(), token));
     if let (Some(client), Some(rx)) = (telegram, rx) {
         tasks.push(tokio::spawn(outbox::run_sender(client.clone(), rx, outbox.clone(), shutdown.clone())));
         tasks.push(tokio::spawn(telegram_loop(client, Arc::clone(&keeper), shutdown.clone())));
@@ -123,56 +119,15 @@ pub async fn start(cfg: Config, clock: SharedClock, shutdown: CancellationToken)
     Ok(Running { keeper, http, tasks, _lock: lock })
 }
 
-/// Decides whether the saved token can be reused: alive, ours, and accepted by `/v2/profile`.
-/// No mint happens here: a mint on a plain restart would kill the token a trading program holds.
-async fn check_saved(
-    token: Option<Token>,
-    dhan: &crate::dhan::DhanClient,
-    cfg: &Config,
-    clock: &SharedClock,
-) -> (Option<Token>, Live) {
-    let now = clock.now();
-    let mut live = Live::default();
-    let Some(t) = token else {
-        tracing::info!("no saved token");
-        return (None, live);
-    };
-    if t.is_expired(now) {
-        tracing::info!(expired_at = %ist::human(&t.expires_at), "the saved token has expired");
-        return (Some(t), live);
-    }
-    if t.client_id.as_deref().is_some_and(|c| c != cfg.client_id) {
+/// Whether a saved token may be ours: a file written for another client id is not kept. (Whether
+/// Dhan still accepts it is the loop's first check.)
+fn belongs_to(t: &Token, cfg: &Config) -> bool {
+    let ours = t.client_id.as_deref().is_none_or(|c| c == cfg.client_id);
+    if !ours {
         tracing::warn!("the saved token belongs to another client id than the config's; it will be replaced");
-        return (None, live);
     }
-    match dhan.profile(&t.access_token).await {
-        Ok(p) if !p.dhan_client_id.is_empty() && p.dhan_client_id != cfg.client_id => {
-            tracing::warn!("Dhan says the saved token is for another client id; it will be replaced");
-            return (None, live);
-        }
-        Ok(_) => {
-            tracing::info!(expires_at = %ist::human(&t.expires_at), left = %ist::human_duration(t.remaining(now)), "reusing the saved token (Dhan accepts it)");
-            live.dhan_reachable = Some(true);
-            live.last_verify = Some(now);
-        }
-        Err(DhanError::AuthFailed { message }) => {
-            tracing::warn!(%message, "Dhan rejects the saved token although it has not expired: revoked");
-            live.revoked = true;
-            live.dhan_reachable = Some(true);
-            live.last_verify = Some(now);
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "could not check the saved token with Dhan; keeping it and checking again later");
-            live.dhan_reachable = Some(false);
-            live.last_verify = Some(now);
-        }
-    }
-    (Some(t), live)
+    ours
 }
-
-/// How far this machine's clock may be from Dhan's before TOTP codes start failing (a code is
-/// valid for 30 s and Dhan accepts little or no skew).
-const CLOCK_TOLERANCE_SECS: f64 = 10.0;
 
 /// Compares this machine's clock with Dhan's `Date` header once at start; warns (log and
 /// Telegram) when they disagree enough to break TOTP.
@@ -180,7 +135,7 @@ async fn check_clock(keeper: Arc<Keeper>) {
     let sent_at = keeper.clock.now();
     let Ok(probe) = keeper.dhan.probe_auth().await else { return };
     let Some(offset) = probe.clock_offset_secs(sent_at) else { return };
-    if offset.abs() <= CLOCK_TOLERANCE_SECS {
+    if offset.abs() <= crate::dhan::Probe::CLOCK_FAIL_SECS {
         tracing::debug!(offset_secs = offset, "clock agrees with Dhan's");
         return;
     }

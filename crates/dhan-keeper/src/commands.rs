@@ -16,7 +16,6 @@ use crate::config::Mode;
 use crate::ist;
 use crate::lifecycle::{Keeper, RotateError};
 use crate::paste::{self, Paste};
-use crate::telegram::Button;
 use crate::telegram::html::escape;
 use crate::telegram::types::{CallbackQuery, Message, Update};
 
@@ -48,7 +47,7 @@ pub enum Command {
     Pause,
     /// `/resume`.
     Resume,
-    /// Anything else that starts with `/`.
+    /// Anything else that starts with `/` (its name, at most 32 characters).
     Unknown(String),
 }
 
@@ -73,7 +72,8 @@ impl Command {
             "help" => Command::Help,
             "pause" => Command::Pause,
             "resume" => Command::Resume,
-            other => Command::Unknown(other.to_string()),
+            // Kept short: it is echoed in the reply and logged for strangers.
+            other => Command::Unknown(other.chars().take(32).collect()),
         })
     }
 
@@ -209,7 +209,6 @@ impl Bot {
                 self.reply(chat, "▶️ Resumed: automatic rotation and alerts are back on.");
             }
             Command::Unknown(name) => {
-                let name: String = name.chars().take(32).collect();
                 self.reply(chat, format!("I don't know /{}. Send /help for the list.", escape(&name)));
             }
         }
@@ -321,28 +320,32 @@ impl Bot {
         let k = &self.keeper;
         match k.cfg.mode() {
             Mode::Automatic => {
+                // Checked before "Getting a new token…" so a refusal is the only reply; `rotate`
+                // checks again (Dhan's own refusal can still come back as the same error).
                 if let Some(until) = k.cooldown_until(k.clock.now()) {
-                    let wait = until - k.clock.now();
-                    self.reply(
-                        chat,
-                        format!(
-                            "⏳ Dhan allows one new token every {}. Try again in {} (after {}).",
-                            humantime::format_duration(k.cfg.mint_cooldown),
-                            ist::human_duration(wait),
-                            ist::to_ist(&until).format("%H:%M:%S IST")
-                        ),
-                    );
+                    self.reply(chat, self.cooldown_text(until));
                     return;
                 }
                 self.reply(chat, "🔄 Getting a new token…");
                 match k.rotate("/refresh").await {
                     Ok(t) if Some(chat) != k.alert_chat() => self.reply(chat, alerts::rotated(&t, k.clock.now())),
                     Ok(_) => {} // the confirmation went to this chat already
+                    Err(RotateError::Cooldown { until, .. }) => self.reply(chat, self.cooldown_text(until)),
                     Err(e) => self.reply(chat, format!("❌ No new token: {}", escape(&e.to_string()))),
                 }
             }
             Mode::Consent => self.send_login(chat).await,
         }
+    }
+
+    fn cooldown_text(&self, until: DateTime<Utc>) -> String {
+        let k = &self.keeper;
+        format!(
+            "⏳ Dhan allows one new token every {}. Try again in {} (after {}).",
+            humantime::format_duration(k.cfg.mint_cooldown),
+            ist::human_duration(until - k.clock.now()),
+            ist::to_ist(&until).format("%H:%M:%S IST")
+        )
     }
 
     async fn send_login(&self, chat: i64) {
@@ -358,11 +361,7 @@ impl Bot {
                     ));
                 }
                 text.push_str(&alerts::login_instructions(&url));
-                let mut buttons = vec![Button::Link { label: "Open Dhan login".into(), url }];
-                if k.cfg.totp_secret.is_some() {
-                    buttons.push(alerts::totp_button());
-                }
-                k.outbox.message(chat, text, buttons);
+                k.outbox.message(chat, text, alerts::login_buttons(Some(&url), k.cfg.totp_secret.is_some()));
             }
             Err(e) => self.reply(chat, format!("❌ Dhan did not give a login link: {}", escape(&e.to_string()))),
         }

@@ -133,15 +133,8 @@ fn chrono(d: Duration) -> chrono::Duration {
 }
 
 impl Keeper {
-    /// A keeper holding `token` (already checked by the caller).
-    pub fn new(
-        cfg: Config,
-        dhan: DhanClient,
-        clock: SharedClock,
-        outbox: Outbox,
-        token: Option<Token>,
-        live: Live,
-    ) -> Self {
+    /// A keeper holding `token` (as loaded; the loop checks it with Dhan first).
+    pub fn new(cfg: Config, dhan: DhanClient, clock: SharedClock, outbox: Outbox, token: Option<Token>) -> Self {
         let store = TokenStore::new(cfg.token_file.clone());
         let state = StateFile::load(StateFile::path_for(&cfg.token_file));
         Self {
@@ -154,7 +147,7 @@ impl Keeper {
             outbox,
             metrics: Metrics::default(),
             token: Mutex::new(token),
-            live: Mutex::new(live),
+            live: Mutex::new(Live::default()),
             work: tokio::sync::Mutex::new(()),
             wake: Notify::new(),
         }
@@ -307,7 +300,7 @@ impl Keeper {
                 ..Live::default()
             };
         });
-        self.metrics.rotation(source_label(source), now.timestamp());
+        self.metrics.rotation(source.as_str(), now.timestamp());
         match saved {
             Ok(()) => {
                 tracing::info!(%source, expires_at = %token.expires_at, "new token saved to {}", self.store.path().display());
@@ -419,16 +412,32 @@ impl Keeper {
         }
     }
 
-    /// Checks the token with `/v2/profile`; marks it revoked when Dhan rejects it.
+    /// Checks the token with `/v2/profile`; marks it revoked when Dhan rejects it (or says it
+    /// belongs to another client). The first check after start is the saved token's.
     pub async fn verify(&self) {
         let Some(tok) = self.usable_token() else { return };
-        let result = self.dhan.profile(&tok.access_token).await;
+        let first = self.live().last_verify.is_none();
+        let result = match self.dhan.profile(&tok.access_token).await {
+            Ok(p) if !p.dhan_client_id.is_empty() && p.dhan_client_id != self.cfg.client_id => {
+                Err(DhanError::AuthFailed { message: "Dhan says the token belongs to another client id".into() })
+            }
+            other => other,
+        };
         let now = self.clock.now();
         match result {
-            Ok(_) => self.set_live(|l| {
-                l.dhan_reachable = Some(true);
-                l.last_verify = Some(now);
-            }),
+            Ok(_) => {
+                if first {
+                    tracing::info!(
+                        expires_at = %ist::human(&tok.expires_at),
+                        left = %ist::human_duration(tok.remaining(now)),
+                        "reusing the saved token (Dhan accepts it)"
+                    );
+                }
+                self.set_live(|l| {
+                    l.dhan_reachable = Some(true);
+                    l.last_verify = Some(now);
+                });
+            }
             Err(DhanError::AuthFailed { message }) => {
                 // Only if the token we checked is still the current one.
                 if self.token().is_some_and(|t| t.access_token.expose() == tok.access_token.expose()) {
@@ -582,13 +591,7 @@ impl Keeper {
                         None
                     }
                 };
-                let mut b = Vec::new();
-                if let Some(u) = &url {
-                    b.push(Button::Link { label: "Open Dhan login".into(), url: u.clone() });
-                }
-                if self.cfg.totp_secret.is_some() {
-                    b.push(alerts::totp_button());
-                }
+                let mut b = alerts::login_buttons(url.as_deref(), self.cfg.totp_secret.is_some());
                 b.push(alerts::refresh_button(mode));
                 (url, b)
             }
@@ -597,15 +600,6 @@ impl Keeper {
         tracing::info!(?step, "sending expiry alert");
         let text = alerts::expiry(step, mode, expires, now, live.last_error.as_deref(), url.as_deref());
         self.alert(text, buttons);
-    }
-}
-
-fn source_label(s: TokenSource) -> &'static str {
-    match s {
-        TokenSource::Totp => "totp",
-        TokenSource::Consent => "consent",
-        TokenSource::Renew => "renew",
-        TokenSource::Manual => "manual",
     }
 }
 

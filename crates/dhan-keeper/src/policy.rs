@@ -97,13 +97,18 @@ pub fn next_rotation(
     planned.max(earliest).max(now)
 }
 
-/// Retry delay after `failures` failed attempts in a row (1 = first failure): `retry_min`
-/// (5 s) doubling to `retry_max` (5 min), then scaled by `jitter` in [0, 1) to between 50 % and
-/// 100 % so restarts don't align.
+/// Retry delay after `failures` failed rotations in a row (1 = first failure): `retry_min`
+/// (5 s) doubling to `retry_max` (5 min); see [`backoff_between`].
 pub fn backoff(failures: u32, jitter: f64, cfg: &PolicyConfig) -> Duration {
-    let exp = cfg.retry_min.saturating_mul(1u32 << failures.saturating_sub(1).min(16));
-    let capped = exp.min(cfg.retry_max);
-    capped.mul_f64(0.5 + 0.5 * jitter.clamp(0.0, 1.0))
+    backoff_between(failures, jitter, cfg.retry_min, cfg.retry_max)
+}
+
+/// Exponential back-off shared by every retry loop (rotations here, Telegram calls in
+/// [`crate::telegram`]): `min` doubling per failure up to `max`, then scaled by `jitter` in
+/// [0, 1) to between 50 % and 100 % so restarts don't align.
+pub fn backoff_between(failures: u32, jitter: f64, min: Duration, max: Duration) -> Duration {
+    let exp = min.saturating_mul(1u32 << failures.saturating_sub(1).min(16));
+    exp.min(max).mul_f64(0.5 + 0.5 * jitter.clamp(0.0, 1.0))
 }
 
 /// The steps of the expiry alert ladder, each sent at most once per token.

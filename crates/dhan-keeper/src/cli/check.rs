@@ -12,10 +12,7 @@ use crate::dhan::DhanError;
 use crate::ist;
 use crate::token::TokenStore;
 
-/// Above this offset the check fails: Dhan accepts roughly one 30 s window either side.
-pub const CLOCK_FAIL_SECS: f64 = 10.0;
-/// Above this offset the check warns.
-pub const CLOCK_WARN_SECS: f64 = 3.0;
+use crate::dhan::Probe;
 
 /// Asks Telegram who the bot is. A rejected token fails the check; an unreachable Telegram only
 /// warns (the daemon keeps the token alive without it). Returns false on failure.
@@ -116,10 +113,10 @@ pub async fn check(cfg: &Config, clock: &dyn Clock) -> ExitCode {
                     } else {
                         format!("{:.1} s {ahead} Dhan", offset.abs())
                     };
-                    let (mark, note) = if offset.abs() > CLOCK_FAIL_SECS {
+                    let (mark, note) = if offset.abs() > Probe::CLOCK_FAIL_SECS {
                         failed = true;
                         ("❌", " — TOTP codes will be refused; turn on NTP (timedatectl set-ntp true)")
-                    } else if offset.abs() > CLOCK_WARN_SECS {
+                    } else if offset.abs() > Probe::CLOCK_WARN_SECS {
                         ("⚠️ ", " — TOTP may fail near window edges; check NTP")
                     } else {
                         ("✅", "")

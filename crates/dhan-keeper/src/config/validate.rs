@@ -87,33 +87,40 @@ impl Reader<'_> {
         }
     }
 
-    /// A small positive whole number.
-    fn count(&mut self, key: &str, default: u32) -> Option<u32> {
+    /// Whether a problem was already reported for `key`.
+    fn failed(&self, key: &str) -> bool {
+        let tag = format!("`{key}`");
+        self.problems.iter().any(|p| p.starts_with(&tag))
+    }
+
+    /// A small positive whole number. Like every optional key below, a bad value is reported
+    /// and the default stands in, so validation goes on (the config is refused anyway).
+    fn count(&mut self, key: &str, default: u32) -> u32 {
         let Some(raw) = self.text(key) else {
-            return Some(default);
+            return default;
         };
         match raw.parse::<u32>() {
-            Ok(n) if (1..=1000).contains(&n) => Some(n),
+            Ok(n) if (1..=1000).contains(&n) => n,
             _ => {
                 self.problem(format!("`{key}` must be a whole number from 1 to 1000 (default {default}); got {raw:?}"));
-                None
+                default
             }
         }
     }
 
-    fn duration(&mut self, key: &str, default: Duration) -> Option<Duration> {
+    fn duration(&mut self, key: &str, default: Duration) -> Duration {
         let Some(raw) = self.text(key) else {
-            return Some(default);
+            return default;
         };
         match humantime::parse_duration(&raw) {
             Ok(d) if d.is_zero() || d >= DAY => {
                 self.problem(format!("`{key}` must be more than 0 and less than 24h (tokens live 24h); got {raw:?}"));
-                None
+                default
             }
-            Ok(d) => Some(d),
+            Ok(d) => d,
             Err(e) => {
                 self.problem(format!("`{key}` is not a duration ({e}); write it like \"2h\", \"30m\" or \"1h 30m\""));
-                None
+                default
             }
         }
     }
@@ -152,18 +159,15 @@ pub(super) fn validate(
     let alert_after_failures = r.count("alert_after_failures", 3);
     let verify_every = r.duration("verify_every", Duration::from_secs(15 * 60));
     let hook_timeout = r.duration("hook_timeout", Duration::from_secs(30));
-    if let (Some(a), Some(f)) = (alert_before, final_alert_before)
-        && f > a
-    {
+    // Pairs are compared only when both values are the user's own, valid ones.
+    if final_alert_before > alert_before && !r.failed("alert_before") && !r.failed("final_alert_before") {
         r.problem(format!(
             "`final_alert_before` ({}) must not be longer than `alert_before` ({}); the final alert comes last",
-            humantime::format_duration(f),
-            humantime::format_duration(a)
+            humantime::format_duration(final_alert_before),
+            humantime::format_duration(alert_before)
         ));
     }
-    if let (Some(lo), Some(hi)) = (retry_min, retry_max)
-        && lo > hi
-    {
+    if retry_min > retry_max && !r.failed("retry_min") && !r.failed("retry_max") {
         r.problem("`retry_min` must not be longer than `retry_max`".into());
     }
 
@@ -191,7 +195,7 @@ pub(super) fn validate(
     if telegram_bot_token.is_some() && telegram_chat_id.is_none() && !has(&r, "telegram_chat_id") {
         r.problem("`telegram_bot_token` is set but `telegram_chat_id` is missing; alerts need somewhere to go".into());
     }
-    if matches!(http_listen, Some(Some(_))) && http_token.is_none() && !has(&r, "http_token") {
+    if http_listen.is_some() && http_token.is_none() && !has(&r, "http_token") {
         r.warnings.push("`http_listen` is set without `http_token`: GET /token stays disabled".into());
     }
     if http_token.as_ref().is_some_and(|t| t.expose().len() < 16) {
@@ -201,43 +205,8 @@ pub(super) fn validate(
     if !r.problems.is_empty() {
         return Err(r.problems);
     }
-    let (
-        Some(client_id),
-        Some(alert_before),
-        Some(refresh_before),
-        Some(market_hours),
-        Some(dhan_auth_url),
-        Some(dhan_api_url),
-        Some(telegram_api_url),
-        Some(on_refresh),
-        Some(http_listen),
-        Some(dhan_timeout),
-        Some(final_alert_before),
-        Some(mint_cooldown),
-        Some(retry_min),
-        Some(retry_max),
-        Some(alert_after_failures),
-        Some(verify_every),
-        Some(hook_timeout),
-    ) = (
-        client_id,
-        alert_before,
-        refresh_before,
-        market_hours,
-        dhan_auth_url,
-        dhan_api_url,
-        telegram_api_url,
-        on_refresh,
-        http_listen,
-        dhan_timeout,
-        final_alert_before,
-        mint_cooldown,
-        retry_min,
-        retry_max,
-        alert_after_failures,
-        verify_every,
-        hook_timeout,
-    )
+    let (Some(client_id), Some(dhan_auth_url), Some(dhan_api_url), Some(telegram_api_url)) =
+        (client_id, dhan_auth_url, dhan_api_url, telegram_api_url)
     else {
         return Err(vec!["internal: a key failed without a message; please report this".into()]);
     };
@@ -341,12 +310,13 @@ fn bot_token(r: &mut Reader<'_>) -> Option<Secret> {
     Some(s)
 }
 
-fn market_hours(r: &mut Reader<'_>) -> Option<Option<MarketHours>> {
+/// `None` for "off" (or a bad value, which is reported).
+fn market_hours(r: &mut Reader<'_>) -> Option<MarketHours> {
     let Some(raw) = r.text("market_hours") else {
-        return Some(Some(MarketHours::default()));
+        return Some(MarketHours::default());
     };
     if raw.eq_ignore_ascii_case("off") {
-        return Some(None);
+        return None;
     }
     let parsed = raw.split_once('-').and_then(|(a, b)| {
         let open = NaiveTime::parse_from_str(a.trim(), "%H:%M").ok()?;
@@ -358,20 +328,19 @@ fn market_hours(r: &mut Reader<'_>) -> Option<Option<MarketHours>> {
             "`market_hours` must be \"HH:MM-HH:MM\" in IST with the open before the close (default \"09:00-15:30\"), \
              or \"off\"; got {raw:?}"
         ));
-        return None;
     }
-    Some(parsed)
+    parsed
 }
 
-fn on_refresh(r: &mut Reader<'_>) -> Option<Option<Vec<String>>> {
+fn on_refresh(r: &mut Reader<'_>) -> Option<Vec<String>> {
     let hint = "`on_refresh` must be a command as a list of strings, like [\"/usr/local/bin/reload-algo\", \"--quiet\"] \
                 (it runs without a shell; the token arrives in $DHAN_ACCESS_TOKEN)";
     match r.map.get("on_refresh") {
-        None | Some(Value::Null) => Some(None),
+        None | Some(Value::Null) => None,
         Some(Value::Array(items)) => {
             let argv: Option<Vec<String>> = items.iter().map(|v| v.as_str().map(str::to_string)).collect();
             match argv {
-                Some(argv) if argv.first().is_some_and(|p| !p.trim().is_empty()) => Some(Some(argv)),
+                Some(argv) if argv.first().is_some_and(|p| !p.trim().is_empty()) => Some(argv),
                 _ => {
                     r.problem(hint.into());
                     None
@@ -385,16 +354,14 @@ fn on_refresh(r: &mut Reader<'_>) -> Option<Option<Vec<String>>> {
     }
 }
 
-fn http_listen(r: &mut Reader<'_>) -> Option<Option<SocketAddr>> {
-    let Some(raw) = r.text("http_listen") else {
-        return Some(None);
-    };
+fn http_listen(r: &mut Reader<'_>) -> Option<SocketAddr> {
+    let raw = r.text("http_listen")?;
     let parsed = raw.parse::<SocketAddr>().ok().or_else(|| {
         let port = raw.strip_prefix("localhost:")?.parse::<u16>().ok()?;
         Some(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port))
     });
     match parsed {
-        Some(addr) if addr.ip().is_loopback() => Some(Some(addr)),
+        Some(addr) if addr.ip().is_loopback() => Some(addr),
         Some(_) => {
             r.problem(format!(
                 "`http_listen` must be a loopback address such as \"127.0.0.1:8765\"; {raw:?} would expose the token \

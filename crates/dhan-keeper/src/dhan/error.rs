@@ -79,7 +79,7 @@ pub enum DhanError {
         message: String,
     },
     /// No answer within the client timeout.
-    #[error("Dhan did not answer {what} within {}s", timeout.as_secs())]
+    #[error("Dhan did not answer {what} within {}", humantime::format_duration(*timeout))]
     Timeout {
         /// Which call.
         what: &'static str,

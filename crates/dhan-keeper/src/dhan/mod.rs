@@ -59,6 +59,12 @@ pub struct Probe {
 }
 
 impl Probe {
+    /// Clock offsets beyond this make TOTP codes fail: `check` fails and `run` warns. A code
+    /// lives 30 s and Dhan accepts little or no skew.
+    pub const CLOCK_FAIL_SECS: f64 = 10.0;
+    /// Clock offsets beyond this are worth a warning from `check`.
+    pub const CLOCK_WARN_SECS: f64 = 3.0;
+
     /// How many seconds this machine's clock is behind the server's (negative: ahead), for a
     /// probe sent at `sent_at` by this machine's clock. Uses the round trip's midpoint, and adds
     /// 0.5 s because `Date` truncates to whole seconds; good to about ±0.5 s.

@@ -8,9 +8,7 @@
 
 use std::time::Duration;
 
-use frankenstein::methods::{
-    AnswerCallbackQueryParams, EditMessageTextParams, GetUpdatesParams, SendMessageParams, SetMyCommandsParams,
-};
+use frankenstein::methods::{AnswerCallbackQueryParams, GetUpdatesParams, SendMessageParams, SetMyCommandsParams};
 use frankenstein::types::BotCommand;
 
 use super::types::{Update, User};
@@ -171,11 +169,6 @@ impl BotClient {
     /// `sendMessage` (the echoed message is not needed).
     pub async fn send_message(&self, params: &SendMessageParams) -> Result<(), TgError> {
         self.call::<_, serde::de::IgnoredAny>("sendMessage", params, Self::short()).await.map(|_| ())
-    }
-
-    /// `editMessageText` (the result is the message or `true`; either is fine).
-    pub async fn edit_message_text(&self, params: &EditMessageTextParams) -> Result<(), TgError> {
-        self.call::<_, serde::de::IgnoredAny>("editMessageText", params, Self::short()).await.map(|_| ())
     }
 
     /// `answerCallbackQuery`.

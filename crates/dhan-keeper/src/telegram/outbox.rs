@@ -150,7 +150,7 @@ pub async fn run_sender(
                     .maybe_text(text)
                     .show_alert(alert)
                     .build();
-                // A callback answer is only useful within seconds: one retry on 429 at most.
+                // A callback answer is only useful within seconds, so it is not retried.
                 if let Err(e) = client.answer_callback_query(&params).await {
                     tracing::warn!(error = %e, "could not answer a button press");
                 }
@@ -214,6 +214,5 @@ fn log_final(e: &TgError, chat: i64) {
 
 /// Back-off for Telegram calls: 1 s doubling to 60 s, with 50–100 % jitter.
 pub fn retry_delay(failures: u32) -> Duration {
-    let base = Duration::from_secs(1).saturating_mul(1u32 << failures.saturating_sub(1).min(6));
-    base.min(Duration::from_secs(60)).mul_f64(0.5 + 0.5 * fastrand::f64())
+    crate::policy::backoff_between(failures, fastrand::f64(), Duration::from_secs(1), Duration::from_secs(60))
 }

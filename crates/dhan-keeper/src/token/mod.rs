@@ -29,14 +29,21 @@ pub enum TokenSource {
     Manual,
 }
 
-impl std::fmt::Display for TokenSource {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
+impl TokenSource {
+    /// The name used in the token file, messages and metrics labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
             TokenSource::Totp => "totp",
             TokenSource::Consent => "consent",
             TokenSource::Renew => "renew",
             TokenSource::Manual => "manual",
-        })
+        }
+    }
+}
+
+impl std::fmt::Display for TokenSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

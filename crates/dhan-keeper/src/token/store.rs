@@ -95,12 +95,6 @@ impl TokenStore {
         })
     }
 
-    /// Deletes temp files a killed writer left beside the token file (they may hold a token).
-    /// Call only while holding the instance lock, when no other writer can be mid-write.
-    pub fn remove_stale_temps(&self) -> usize {
-        remove_stale_temps(&self.path)
-    }
-
     /// Moves a corrupt file out of the way (`dhan_token.json.corrupt-20261125T101500`), so it is
     /// kept for inspection and never silently overwritten. Returns where it went.
     pub fn set_aside(&self, now: DateTime<Utc>) -> Result<PathBuf, StoreError> {
@@ -116,7 +110,9 @@ impl TokenStore {
     }
 }
 
-/// Deletes the temp files [`write_atomic`] left beside `path` when its writer was killed.
+/// Deletes the temp files [`write_atomic`] left beside `path` when its writer was killed (a token
+/// file's may hold a token). Call only while holding the instance lock, when no other writer can
+/// be mid-write.
 pub(crate) fn remove_stale_temps(path: &Path) -> usize {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),

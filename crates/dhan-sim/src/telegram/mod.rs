@@ -115,7 +115,7 @@ impl TelegramSim {
 
     /// The methods called so far, lower-cased.
     pub fn calls(&self) -> Vec<String> {
-        self.shared.lock().calls.clone()
+        self.shared.lock().calls.iter().map(|(m, _)| m.clone()).collect()
     }
 
     /// How many long polls are parked right now, waiting for an update: tests wait on this
@@ -151,13 +151,7 @@ impl TelegramSim {
 
     /// Every call with its arrival time (real wall clock), in order.
     pub fn call_log(&self) -> Vec<(String, std::time::SystemTime)> {
-        let st = self.shared.lock();
-        st.calls.iter().cloned().zip(st.call_times.iter().copied()).collect()
-    }
-
-    /// When each message to `chat` was recorded (real wall clock).
-    pub fn sent_times(&self, chat: i64) -> Vec<std::time::SystemTime> {
-        self.shared.lock().sent_times.get(&chat).cloned().unwrap_or_default()
+        self.shared.lock().calls.clone()
     }
 
     /// Waits until at least `count` messages were sent to `chat`; false on `timeout`.
@@ -258,8 +252,7 @@ async fn dispatch(
         if token != st.token {
             return envelope(Err(TgError { code: 401, description: "Unauthorized".into(), retry_after: None }));
         }
-        st.calls.push(method.clone());
-        st.call_times.push(crate::clock::real_now());
+        st.record_call(&method);
         if let Some(e) = st.take_fault(&method) {
             return envelope(Err(e));
         }

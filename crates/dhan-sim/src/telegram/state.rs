@@ -88,12 +88,8 @@ pub struct TgState {
     pub(crate) faults: HashMap<String, VecDeque<TgError>>,
     /// Connections to drop, per method (lower case) or `*`.
     pub(crate) drops: HashMap<String, usize>,
-    /// Every method called, lower-cased, in order.
-    pub calls: Vec<String>,
-    /// When each call in `calls` arrived (real wall clock).
-    pub call_times: Vec<std::time::SystemTime>,
-    /// When each message in `sent` was recorded, per chat (real wall clock).
-    pub sent_times: HashMap<i64, Vec<std::time::SystemTime>>,
+    /// Every method called, lower-cased, in order, with its arrival time (real wall clock).
+    pub calls: Vec<(String, std::time::SystemTime)>,
 }
 
 impl TgState {
@@ -117,8 +113,6 @@ impl TgState {
             faults: HashMap::new(),
             drops: HashMap::new(),
             calls: Vec::new(),
-            call_times: Vec::new(),
-            sent_times: HashMap::new(),
         }
     }
 
@@ -219,8 +213,12 @@ impl TgState {
             m["reply_markup"] = markup;
         }
         self.sent.entry(chat).or_default().push(m.clone());
-        self.sent_times.entry(chat).or_default().push(crate::clock::real_now());
         m
+    }
+
+    /// Notes a call of `method` (lower case) and when it arrived (real wall clock).
+    pub fn record_call(&mut self, method: &str) {
+        self.calls.push((method.to_string(), crate::clock::real_now()));
     }
 
     /// Whether the next call of `method` should be dropped (and counts it as called).
@@ -228,8 +226,7 @@ impl TgState {
         for key in [method, "*"] {
             if let Some(n) = self.drops.get_mut(key).filter(|n| **n > 0) {
                 *n -= 1;
-                self.calls.push(method.to_string());
-                self.call_times.push(crate::clock::real_now());
+                self.record_call(method);
                 return true;
             }
         }
