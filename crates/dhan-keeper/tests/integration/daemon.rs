@@ -97,7 +97,9 @@ impl Stack {
     pub async fn ask(&self, chat: i64, text: &str, needle: &str) -> String {
         let before = self.tg.sent(chat).len();
         self.tg.inject_text(chat, chat, text);
-        let found = eventually_or_none(|| self.texts(chat).into_iter().skip(before).find(|t| t.contains(needle))).await;
+        let found =
+            eventually_or_none(PATIENCE, || self.texts(chat).into_iter().skip(before).find(|t| t.contains(needle)))
+                .await;
         found.unwrap_or_else(|| {
             panic!(
                 "no reply to {text:?} containing {needle:?}\nmessages: {:#?}\nTelegram calls: {:?}",
@@ -111,6 +113,11 @@ impl Stack {
         format!("http://127.0.0.1:{}{path}", self.http_port)
     }
 
+    /// The body of `GET path` on the daemon's loopback endpoint, without credentials.
+    pub async fn get(&self, path: &str) -> String {
+        reqwest::get(self.http(path)).await.expect(path).text().await.expect("body")
+    }
+
     /// The saved token file, if present and readable.
     pub fn token_file(&self) -> Option<Value> {
         serde_json::from_slice(&std::fs::read(self.ws.token_path()).ok()?).ok()
@@ -122,17 +129,25 @@ pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
 }
 
+/// How long a test waits for something the daemon should do within a few seconds.
+const PATIENCE: Duration = Duration::from_secs(20);
+
 /// Polls `check` every 20 ms until it yields a value; fails after 20 s with `what`.
 pub async fn eventually<T>(what: &str, check: impl FnMut() -> Option<T>) -> T {
-    match eventually_or_none(check).await {
+    eventually_within(PATIENCE, what, check).await
+}
+
+/// [`eventually`] with another limit, for waits the protocol makes long (a TOTP window).
+pub async fn eventually_within<T>(limit: Duration, what: &str, check: impl FnMut() -> Option<T>) -> T {
+    match eventually_or_none(limit, check).await {
         Some(v) => v,
         None => panic!("timed out waiting for {what}"),
     }
 }
 
-/// Polls `check` every 20 ms for up to 20 s.
-pub async fn eventually_or_none<T>(mut check: impl FnMut() -> Option<T>) -> Option<T> {
-    let deadline = Instant::now() + Duration::from_secs(20);
+/// Polls `check` every 20 ms for up to `limit`.
+pub async fn eventually_or_none<T>(limit: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + limit;
     loop {
         if let Some(v) = check() {
             return Some(v);

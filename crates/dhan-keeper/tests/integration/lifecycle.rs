@@ -188,7 +188,7 @@ async fn when_dhan_fails_for_a_while_the_token_still_never_expires() {
     watch_without_gap(&s, 1).await;
     s.wait_message(CHAT, "rotation failed 3×").await;
     assert_eq!(s.count(CHAT, "rotation failed"), 1, "one alert per failure streak: {:#?}", s.texts(CHAT));
-    let metrics = reqwest::get(s.http("/metrics")).await.expect("metrics").text().await.expect("body");
+    let metrics = s.get("/metrics").await;
     assert!(metrics.contains("dhan_keeper_rotation_failures_total{reason=\"upstream\"} 2"), "{metrics}");
     assert_eq!(s.stop(d).await.0, 0);
 }
@@ -222,7 +222,7 @@ async fn a_failing_hook_is_reported_but_the_token_is_kept() {
     let text = alert["text"].as_str().expect("text");
     assert!(text.contains("exit status: 3") && text.contains("reload failed"), "{text}");
     let token = s.token_file().expect("the token is kept")["access_token"].as_str().expect("token").to_string();
-    let metrics = reqwest::get(s.http("/metrics")).await.expect("metrics").text().await.expect("body");
+    let metrics = s.get("/metrics").await;
     assert!(metrics.contains("dhan_keeper_hook_failures_total 1"), "{metrics}");
     let (code, _, log) = s.stop(d).await;
     assert_eq!(code, 0);
