@@ -10,6 +10,7 @@
 //! - [`mint`]: TOTP + PIN minting with the window-edge retry; [`gate`]: Dhan's mint window and the
 //!   credential stop, pure.
 //! - [`policy`]: when to rotate (market-aware), alert and back off; pure, no clock reads.
+//! - [`planner`]: what the keeper does next and when, from a snapshot of its state; pure.
 //! - [`token`]: the token, its atomic 0600 file, and the single-instance lock.
 //! - [`account`]: funds, holdings and positions as short text for a trader.
 //! - [`cli`]: the one-shot subcommands (`check`, `status`, `token`, `refresh`, `totp`).
@@ -38,6 +39,7 @@ pub mod lifecycle;
 pub mod metrics;
 pub mod mint;
 pub mod paste;
+pub mod planner;
 pub mod policy;
 #[cfg(test)]
 mod proptests;

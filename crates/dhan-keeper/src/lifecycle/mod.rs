@@ -36,8 +36,7 @@ use crate::state::{Attempt, StateFile};
 use crate::telegram::{Button, Outbox};
 use crate::token::{StoreError, Token, TokenSource, TokenStore};
 
-/// The longest the loop sleeps before looking at the clock again.
-pub const MAX_NAP: Duration = Duration::from_secs(30);
+pub use crate::planner::MAX_NAP;
 
 /// Re-probes after a first rejection before a token is called dead: rejections seen live soon
 /// after a mint were sometimes transient (reference §8b.4), and a mint on a false alarm kills the
@@ -414,13 +413,10 @@ impl Keeper {
         }
     }
 
-    /// The retry instant for the current failure streak, with jitter fixed per failure so the
-    /// plan does not move every time the loop wakes. A failure stamped in the future (the clock
-    /// went back) counts as now.
-    fn next_retry_fixed(&self, live: &Live) -> Option<DateTime<Utc>> {
-        let at = live.last_failure_at?.min(self.clock.now());
-        let jitter = (at.timestamp_subsec_nanos() % 1000) as f64 / 1000.0;
-        at.checked_add_signed(chrono(crate::policy::backoff(live.failures, jitter, &self.policy)))
+    /// The retry instant for the current failure streak (see [`crate::planner::next_retry`]).
+    fn next_retry_fixed(&self, _live: &Live) -> Option<DateTime<Utc>> {
+        let now = self.clock.now();
+        crate::planner::next_retry(&self.snapshot(now), &self.policy)
     }
 }
 
