@@ -8,6 +8,7 @@
 //! - [`totp`]: RFC 6238 codes.
 //! - [`dhan`]: the HTTP client for Dhan's auth and api hosts, with typed errors.
 //! - [`mint`]: TOTP + PIN minting with the window-edge retry.
+//! - [`calendar`]: exchange sessions, holidays and special sessions per segment (embedded data).
 //! - [`policy`]: when to rotate (market-aware), alert and back off; pure, no clock reads.
 //! - [`token`]: the token, its atomic 0600 file, and the single-instance lock.
 //! - [`account`]: funds, holdings and positions as short text for a trader.
@@ -25,6 +26,7 @@
 pub mod account;
 pub mod alerts;
 pub mod app;
+pub mod calendar;
 pub mod cli;
 pub mod clock;
 pub mod commands;
