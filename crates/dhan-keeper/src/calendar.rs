@@ -429,7 +429,7 @@ impl Calendar {
     /// the data) the line that reaches furthest, so unknown future weekdays count as sessions.
     fn regular(&self, segment: Segment, d: NaiveDate) -> Option<(NaiveTime, NaiveTime)> {
         let mine = || self.hours.iter().filter(|h| h.segment == segment);
-        if let Some(h) = mine().filter(|h| h.from <= d && d <= h.to).last() {
+        if let Some(h) = self.hours.iter().rev().find(|h| h.segment == segment && h.from <= d && d <= h.to) {
             return Some((h.open, h.close));
         }
         let last = mine().max_by_key(|h| h.to)?;
@@ -470,6 +470,10 @@ impl Calendar {
             return None;
         }
         let name = self.days.get(&(segment, d)).and_then(|day| day.closed.clone());
+        // Before the segment's data starts, a missing session is ignorance, not a holiday.
+        if name.is_none() && self.valid.get(&segment).is_none_or(|v| d < v.0) {
+            return None;
+        }
         Some(Closed { date: d, segment, name: name.unwrap_or_else(|| "no session".into()) })
     }
 
@@ -548,6 +552,49 @@ impl Calendar {
     /// The `source` lines, for `check` and the docs.
     pub fn sources(&self) -> &[String] {
         &self.sources
+    }
+}
+
+/// How many days ahead the end of the embedded data is announced.
+pub const NOTICE_DAYS: i64 = 30;
+
+/// When the data for `segs` ends within [`NOTICE_DAYS`] of `today` (or has ended): the last
+/// covered date and a sentence for the log, `check` and Telegram.
+pub fn end_notice(cal: &Calendar, segs: Segments, today: NaiveDate) -> Option<(NaiveDate, String)> {
+    let end = cal.data_ends(segs)?;
+    let left = (end - today).num_days();
+    if left > NOTICE_DAYS {
+        return None;
+    }
+    let when = if left < 0 { format!("ended on {end}") } else { format!("ends on {end}, in {left} days") };
+    Some((
+        end,
+        format!(
+            "the exchange calendar for {segs} {when}; after it every weekday counts as a regular session and \
+             holidays and special sessions are unknown. Update dhan-keeper, or add the next year's dates to \
+             `calendar_file` (see docs/calendar.md)"
+        ),
+    ))
+}
+
+/// A short human form of a session: `equity Tue 27 Jan 09:15–15:30 IST (Muhurat trading)`.
+pub fn describe(s: &Session) -> String {
+    let name = s.name.as_deref().map(|n| format!(" ({n})")).unwrap_or_default();
+    format!(
+        "{} {} {}–{} IST{name}",
+        s.segment,
+        s.date.format("%a %d %b"),
+        s.open.format("%H:%M"),
+        s.close.format("%H:%M")
+    )
+}
+
+/// The line `/status` shows: the session in progress or the next one.
+pub fn next_session_line(cal: &Calendar, segs: Segments, now: DateTime<Utc>) -> String {
+    match cal.upcoming(now, segs, 1).first() {
+        Some(s) if s.opens_at() <= now => format!("in session now: {}", describe(s)),
+        Some(s) => describe(s),
+        None => "none in the next year".into(),
     }
 }
 
@@ -701,6 +748,21 @@ mod tests {
         // During a session, that session comes first.
         let inside = at_ist(d("2026-01-27"), hm("10:00"));
         assert_eq!(c.upcoming(inside, Segments::one(Segment::Equity), 1)[0].date, d("2026-01-27"));
+    }
+
+    #[test]
+    fn the_end_of_the_data_is_announced_within_thirty_days() {
+        let c = cal();
+        let eq = Segments::one(Segment::Equity);
+        assert_eq!(end_notice(&c, eq, d("2026-11-30")), None, "31 days ahead");
+        let (end, text) = end_notice(&c, eq, d("2026-12-01")).expect("30 days ahead");
+        assert_eq!(end, d("2026-12-31"));
+        assert!(text.contains("ends on 2026-12-31, in 30 days") && text.contains("calendar_file"), "{text}");
+        let (_, text) = end_notice(&c, Segments::ALL, d("2027-01-05")).expect("after the end");
+        assert!(text.contains("ended on 2026-12-31"), "{text}");
+        let mut extended = cal();
+        extended.apply("valid equity 2027-01-01 2027-12-31\n").expect("good");
+        assert_eq!(end_notice(&extended, eq, d("2026-12-01")), None, "a calendar_file can extend the data");
     }
 
     #[test]

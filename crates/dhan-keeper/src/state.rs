@@ -50,6 +50,8 @@ pub struct DaemonState {
     pub last_mint_at: Option<DateTime<FixedOffset>>,
     /// The last rotation attempt.
     pub last_attempt: Option<Attempt>,
+    /// The calendar data end already announced on Telegram (announced once per end date).
+    pub calendar_notice_for: Option<chrono::NaiveDate>,
 }
 
 /// The state file and its in-memory copy.

@@ -191,6 +191,14 @@ impl Config {
         if self.pin.is_some() && self.totp_secret.is_some() { Mode::Automatic } else { Mode::Consent }
     }
 
+    /// The segments whose sessions matter to this user: those `market_hours` names, else equity.
+    pub fn calendar_segments(&self) -> Segments {
+        match self.market_hours {
+            Some(MarketChoice::Segments(s)) => s,
+            _ => Segments::one(Segment::Equity),
+        }
+    }
+
     /// The lock file that keeps two processes from minting at once.
     pub fn lock_file(&self) -> PathBuf {
         let mut name =
