@@ -114,6 +114,7 @@ pub async fn start(cfg: Config, clock: SharedClock, shutdown: CancellationToken)
         }
         None => None,
     };
+    calendar_notice(&keeper);
     tasks.push(tokio::spawn(check_clock(Arc::clone(&keeper))));
     tasks.push(tokio::spawn(lifecycle::run(Arc::clone(&keeper), shutdown)));
     Ok(Running { keeper, http, tasks, _lock: lock })
@@ -127,6 +128,21 @@ fn belongs_to(t: &Token, cfg: &Config) -> bool {
         tracing::warn!("the saved token belongs to another client id than the config's; it will be replaced");
     }
     ours
+}
+
+/// When the calendar the rotations rely on ends within 30 days: a log warning at every start,
+/// and a Telegram message once per end date.
+fn calendar_notice(keeper: &Keeper) {
+    let Some(crate::config::MarketChoice::Segments(segs)) = keeper.cfg.market_hours else { return };
+    let today = crate::ist::to_ist(&keeper.clock.now()).date_naive();
+    let Some((end, notice)) = crate::calendar::end_notice(&keeper.cfg.calendar, segs, today) else { return };
+    tracing::warn!("{notice}");
+    if let Some(chat) = keeper.alert_chat()
+        && keeper.state.get().calendar_notice_for != Some(end)
+    {
+        keeper.outbox.message(chat, format!("📅 {}", crate::telegram::html::escape(&notice)), vec![]);
+        keeper.state.update(|s| s.calendar_notice_for = Some(end));
+    }
 }
 
 /// Compares this machine's clock with Dhan's `Date` header once at start; warns (log and

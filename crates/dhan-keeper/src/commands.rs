@@ -25,6 +25,7 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ("status", "Token validity, expiry (IST), next rotation and alert"),
     ("refresh", "Get a new token now (admin)"),
     ("account", "Funds, holdings and positions"),
+    ("calendar", "Next five sessions and the next holiday (IST)"),
     ("pause", "Stop automatic rotation and alerts (admin)"),
     ("resume", "Restart automatic rotation and alerts (admin)"),
     ("help", "This list"),
@@ -47,6 +48,8 @@ pub enum Command {
     Pause,
     /// `/resume`.
     Resume,
+    /// `/calendar`.
+    Calendar,
     /// Anything else that starts with `/` (its name, at most 32 characters).
     Unknown(String),
 }
@@ -72,6 +75,7 @@ impl Command {
             "help" => Command::Help,
             "pause" => Command::Pause,
             "resume" => Command::Resume,
+            "calendar" => Command::Calendar,
             // Kept short: it is echoed in the reply and logged for strangers.
             other => Command::Unknown(other.chars().take(32).collect()),
         })
@@ -196,6 +200,7 @@ impl Bot {
             Command::Status => self.reply(chat, self.status_text()),
             Command::Help => self.reply(chat, help_text()),
             Command::Account => self.account(chat).await,
+            Command::Calendar => self.reply(chat, self.calendar_text()),
             Command::Refresh => self.refresh(chat).await,
             Command::Pause => {
                 self.keeper.set_paused(true);
@@ -301,6 +306,10 @@ impl Bot {
                 s.push_str(&format!("\nNext alert: {}", when(t, now)));
             }
         }
+        if let Some(crate::config::MarketChoice::Segments(segs)) = k.cfg.market_hours {
+            let next = crate::calendar::next_session_line(&k.cfg.calendar, segs, now);
+            s.push_str(&format!("\nNext session: {}", escape(&next)));
+        }
         s.push_str(match live.dhan_reachable {
             Some(true) => "\nDhan: ✅ reachable",
             Some(false) => "\nDhan: ⚠️ not answering",
@@ -311,6 +320,33 @@ impl Bot {
             Some(Ok(ip)) => s.push_str(&format!("\nStatic IP: ✅ {}", escape(&ip.summary()))),
             Some(Err(e)) => s.push_str(&format!("\nStatic IP: not known ({})", escape(e))),
             None => s.push_str("\nStatic IP: not checked yet"),
+        }
+        s
+    }
+
+    /// The `/calendar` text: the next five sessions and the next holiday of the configured
+    /// segments.
+    pub fn calendar_text(&self) -> String {
+        let k = &self.keeper;
+        let now = k.clock.now();
+        let segs = k.cfg.calendar_segments();
+        let cal = &k.cfg.calendar;
+        let mut s = format!("📅 <b>Next sessions</b> ({})", escape(&segs.to_string()));
+        for session in cal.upcoming(now, segs, 5) {
+            s.push_str(&format!("\n• {}", escape(&crate::calendar::describe(&session))));
+        }
+        let today = ist::to_ist(&now).date_naive();
+        match cal.next_holiday(today, segs) {
+            Some(h) => s.push_str(&format!(
+                "\n<b>Next holiday</b>: {} {} — {}",
+                h.segment,
+                h.date.format("%a %d %b %Y"),
+                escape(&h.name)
+            )),
+            None => s.push_str("\n<b>Next holiday</b>: none known in the next year"),
+        }
+        if let Some((_, notice)) = crate::calendar::end_notice(cal, segs, today) {
+            s.push_str(&format!("\n⚠️ {}", escape(&notice)));
         }
         s
     }

@@ -57,6 +57,21 @@ enum ConfigCommand {
     Refresh,
     /// Print the current TOTP code and its seconds left.
     Totp,
+    /// List exchange sessions and closed days (IST) from the built-in calendar and `calendar_file`.
+    Calendar {
+        /// equity, commodity, currency, a comma list, or all [default: the segments of market_hours]
+        #[arg(long, value_name = "S")]
+        segment: Option<String>,
+        /// First day, IST [default: today]
+        #[arg(long, value_name = "YYYY-MM-DD")]
+        from: Option<String>,
+        /// How many days to list.
+        #[arg(long, value_name = "N", default_value_t = 14)]
+        days: u32,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -103,6 +118,9 @@ fn run(command: ConfigCommand, cfg: &Config) -> ExitCode {
         ConfigCommand::Status { json } => cli::status(cfg, &clock, json),
         ConfigCommand::Token => cli::token(cfg, &clock),
         ConfigCommand::Totp => cli::totp(cfg, &clock),
+        ConfigCommand::Calendar { segment, from, days, json } => {
+            cli::calendar(cfg, &clock, segment.as_deref(), from.as_deref(), days, json)
+        }
         ConfigCommand::Refresh => block_on(async {
             cli::refresh(cfg, &clock).await.unwrap_or_else(|e| {
                 eprintln!("error: {e:#}");

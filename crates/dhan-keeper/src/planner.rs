@@ -206,7 +206,7 @@ mod tests {
             refresh_before: Duration::from_secs(30 * 60),
             alert_before: Duration::from_secs(2 * 3600),
             final_alert_before: Duration::from_secs(30 * 60),
-            market_hours: None,
+            market: None,
             mint_cooldown: Duration::from_secs(125),
             retry_min: Duration::from_secs(5),
             retry_max: Duration::from_secs(300),

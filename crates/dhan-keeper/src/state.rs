@@ -68,6 +68,8 @@ pub struct DaemonState {
     pub credentials_refused: Option<CredentialStop>,
     /// The IST date the admin was last told that Dhan does not allow orders from this machine.
     pub ip_alerted_on: Option<chrono::NaiveDate>,
+    /// The calendar data end already announced on Telegram (announced once per end date).
+    pub calendar_notice_for: Option<chrono::NaiveDate>,
 }
 
 /// The state file and its in-memory copy.

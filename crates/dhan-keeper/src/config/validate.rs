@@ -1,14 +1,16 @@
 //! Turning the layered key/value map into a typed [`Config`], one problem message per bad key.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::NaiveTime;
 use serde_json::{Map, Value};
 use url::Url;
 
-use super::{Config, MarketHours};
+use super::{Config, MarketChoice, MarketHours};
+use crate::calendar::{Calendar, Segments};
 use crate::secret::Secret;
 use crate::totp::TotpSecret;
 
@@ -145,6 +147,7 @@ pub(super) fn validate(
     let alert_before = r.duration("alert_before", Duration::from_secs(2 * 3600));
     let refresh_before = r.duration("refresh_before", Duration::from_secs(30 * 60));
     let market_hours = market_hours(&mut r);
+    let (calendar, calendar_file) = calendar(&mut r, base_dir);
     let dhan_auth_url = r.url("dhan_auth_url", "https://auth.dhan.co");
     let dhan_api_url = r.url("dhan_api_url", "https://api.dhan.co");
     let telegram_api_url = r.url("telegram_api_url", "https://api.telegram.org");
@@ -230,6 +233,8 @@ pub(super) fn validate(
         alert_before,
         refresh_before,
         market_hours,
+        calendar,
+        calendar_file,
         dhan_auth_url,
         dhan_api_url,
         telegram_api_url,
@@ -343,13 +348,39 @@ fn bot_token(r: &mut Reader<'_>) -> Option<Secret> {
     Some(s)
 }
 
-/// `None` for "off" (or a bad value, which is reported).
-fn market_hours(r: &mut Reader<'_>) -> Option<MarketHours> {
-    let Some(raw) = r.text("market_hours") else {
-        return Some(MarketHours::default());
+/// `None` for "off" (or a bad value, which is reported). Segment names (`"equity"`, a list, or
+/// `"equity,commodity"`) choose calendar sessions; `"HH:MM-HH:MM"` keeps one fixed window.
+fn market_hours(r: &mut Reader<'_>) -> Option<MarketChoice> {
+    let hint = "`market_hours` must be \"equity\" (the default), \"commodity\", \"currency\", a list of those like \
+                [\"equity\", \"commodity\"], a fixed IST window \"HH:MM-HH:MM\" with the open before the close, or \"off\"";
+    let raw = match r.map.get("market_hours") {
+        Some(Value::Array(items)) => {
+            let names: Option<Vec<&str>> = items.iter().map(Value::as_str).collect();
+            match names {
+                Some(names) if !names.is_empty() => names.join(","),
+                _ => {
+                    r.problem(format!("{hint}; got a list that is empty or not all strings"));
+                    return None;
+                }
+            }
+        }
+        _ => match r.text("market_hours") {
+            Some(raw) => raw,
+            None if r.failed("market_hours") => return None,
+            None => return Some(MarketChoice::default()),
+        },
     };
     if raw.eq_ignore_ascii_case("off") {
         return None;
+    }
+    if raw.chars().next().is_some_and(|c| c.is_ascii_alphabetic()) {
+        return match Segments::parse_list(&raw) {
+            Ok(segs) => Some(MarketChoice::Segments(segs)),
+            Err(bad) => {
+                r.problem(format!("{hint}; {bad:?} is not a segment"));
+                None
+            }
+        };
     }
     let parsed = raw.split_once('-').and_then(|(a, b)| {
         let open = NaiveTime::parse_from_str(a.trim(), "%H:%M").ok()?;
@@ -357,12 +388,46 @@ fn market_hours(r: &mut Reader<'_>) -> Option<MarketHours> {
         (open < close).then_some(MarketHours { open, close })
     });
     if parsed.is_none() {
-        r.problem(format!(
-            "`market_hours` must be \"HH:MM-HH:MM\" in IST with the open before the close (default \"09:00-15:30\"), \
-             or \"off\"; got {raw:?}"
-        ));
+        r.problem(format!("{hint}; got {raw:?}"));
     }
-    parsed
+    parsed.map(MarketChoice::Window)
+}
+
+/// The embedded calendar with the user's `calendar_file` applied; bad lines are reported with
+/// their numbers.
+fn calendar(r: &mut Reader<'_>, base_dir: &Path) -> (Arc<Calendar>, Option<PathBuf>) {
+    const MAX: u64 = 1 << 20;
+    let mut cal = match Calendar::embedded() {
+        Ok(c) => c,
+        Err(errs) => {
+            r.problem(format!("internal: the embedded calendar does not parse ({}); please report this", errs[0]));
+            Calendar::default()
+        }
+    };
+    let Some(file) = r.text("calendar_file") else {
+        return (Arc::new(cal), None);
+    };
+    let path = base_dir.join(&file);
+    let shown = path.display();
+    let text = match std::fs::metadata(&path) {
+        Ok(m) if !m.is_file() => Err(format!("`calendar_file` {shown} is not a regular file")),
+        Ok(m) if m.len() > MAX => Err(format!("`calendar_file` {shown} is larger than 1 MiB; is it the right file?")),
+        Ok(_) => std::fs::read_to_string(&path).map_err(|e| format!("`calendar_file` {shown} cannot be read: {e}")),
+        Err(e) => Err(format!("`calendar_file` {shown} cannot be read: {e}")),
+    };
+    match text {
+        Ok(text) => {
+            if let Err(errs) = cal.apply(&text) {
+                for e in errs {
+                    r.problem(format!("`calendar_file` {shown} {e}"));
+                }
+            }
+        }
+        Err(msg) => {
+            r.problem(msg);
+        }
+    }
+    (Arc::new(cal), Some(path))
 }
 
 fn on_refresh(r: &mut Reader<'_>) -> Option<Vec<String>> {

@@ -2,6 +2,7 @@
 //! both against the simulators on 127.0.0.1, with real files in temp dirs.
 
 mod bot;
+mod calendar;
 mod cli;
 mod client;
 mod config_errors;
