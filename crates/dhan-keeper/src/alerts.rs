@@ -143,8 +143,9 @@ pub fn saved_again(path: &std::path::Path) -> String {
 }
 
 /// When `on_refresh` fails.
-pub fn hook_failed(error: &str) -> String {
-    format!("⚠️ The new token is saved, but the on_refresh command failed: {}", escape(error))
+pub fn hook_failed(error: &str, saved: bool) -> String {
+    let state = if saved { "The new token is saved" } else { "The new token could not be saved (see the alert above)" };
+    format!("⚠️ {state}, but the on_refresh command failed: {}", escape(error))
 }
 
 #[cfg(test)]

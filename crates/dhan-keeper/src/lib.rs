@@ -30,6 +30,7 @@ pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod dhan;
+pub mod harden;
 pub mod hook;
 pub mod ist;
 pub mod lifecycle;

@@ -49,6 +49,9 @@ pub const KNOWN_KEYS: &[&str] = &[
     "alert_after_failures",
     "verify_every",
     "hook_timeout",
+    "http_allow_remote",
+    "token_file_mode",
+    "token_file_group",
 ];
 
 /// Keys that hold secrets: never echoed, and also readable from `<key>_file`.
@@ -147,6 +150,12 @@ pub struct Config {
     pub verify_every: Duration,
     /// How long `on_refresh` may run before it is killed (default 30 s).
     pub hook_timeout: Duration,
+    /// Lets `http_listen` be a non-loopback address (needs `http_token`); default false.
+    pub http_allow_remote: bool,
+    /// Permission bits of the token file (default 0o600; at most 0o660).
+    pub token_file_mode: u32,
+    /// Group (gid) the token file is given to, so another user in it can read the token.
+    pub token_file_group: Option<u32>,
     /// Things worth telling the user that do not stop dhan-keeper.
     pub warnings: Vec<String>,
 }

@@ -61,6 +61,9 @@ pub async fn poll<H, Fut>(
     Fut: Future<Output = ()> + Send + 'static,
 {
     let mut failures = 0u32;
+    // The highest id handled by this process: at the top of the id range the offset cannot move
+    // past an update, so Telegram keeps re-sending it, and this keeps it from being handled again.
+    let mut handled: Option<i64> = None;
     loop {
         let batch = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -90,10 +93,11 @@ pub async fn poll<H, Fut>(
                 tracing::warn!("Telegram sent an update without an update_id; skipped");
                 continue;
             };
-            if id < offset {
+            if id < offset || handled.is_some_and(|h| id <= h) {
                 continue; // already handled (Telegram re-sent it before our confirmation landed)
             }
-            offset = id + 1;
+            handled = Some(id);
+            offset = id.saturating_add(1);
             save_offset(offset);
             match BotClient::decode(raw) {
                 Ok(update) => {
