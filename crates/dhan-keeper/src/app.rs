@@ -85,8 +85,12 @@ pub async fn start(cfg: Config, clock: SharedClock, shutdown: CancellationToken)
     if let (Some(t), Some(problem)) = (&token, store.access_problem()) {
         // Rewriting makes it ours, with the configured mode and group (the rename replaces it).
         match store.save(t) {
-            Ok(()) => tracing::warn!(file = %store.path().display(), %problem, "the token file had the wrong owner or permissions; rewrote it"),
-            Err(e) => tracing::warn!(file = %store.path().display(), %problem, error = %e, "the token file has the wrong owner or permissions and could not be rewritten"),
+            Ok(()) => {
+                tracing::warn!(file = %store.path().display(), %problem, "the token file had the wrong owner or permissions; rewrote it")
+            }
+            Err(e) => {
+                tracing::warn!(file = %store.path().display(), %problem, error = %e, "the token file has the wrong owner or permissions and could not be rewritten")
+            }
         }
     }
 

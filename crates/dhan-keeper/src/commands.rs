@@ -128,15 +128,21 @@ struct Strangers {
     held: u32,
     held_ids: Vec<i64>,
     last_digest: Option<DateTime<Utc>>,
+    last_prune: Option<DateTime<Utc>>,
 }
 
 impl Strangers {
     /// Records `chat` writing at `now`; says what (if anything) the admin should hear.
     fn on_message(&mut self, chat: i64, now: DateTime<Utc>) -> Option<Notice> {
         let hour = chrono::Duration::hours(1);
-        // Forget notices older than the hour, so a flood of new chat ids cannot grow this.
-        self.seen.retain(|_, t| now - *t < hour);
-        if self.seen.contains_key(&chat) || self.seen.len() >= STRANGERS_KEPT {
+        // Forget notices older than the hour, so a flood of new chat ids cannot grow this; once a
+        // minute (or when full) rather than on every message, which would cost O(n) each.
+        if self.last_prune.is_none_or(|t| now - t >= chrono::Duration::minutes(1)) || self.seen.len() >= STRANGERS_KEPT
+        {
+            self.seen.retain(|_, t| now - *t < hour);
+            self.last_prune = Some(now);
+        }
+        if self.seen.get(&chat).is_some_and(|t| now - *t < hour) || self.seen.len() >= STRANGERS_KEPT {
             return None;
         }
         self.seen.insert(chat, now);

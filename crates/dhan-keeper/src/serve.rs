@@ -263,10 +263,26 @@ mod tests {
     #[test]
     fn only_hosts_that_name_this_machine_are_served() {
         let listen: std::net::SocketAddr = "127.0.0.1:8765".parse().expect("addr");
-        for ok in [None, Some("localhost"), Some("LOCALHOST:8765"), Some("127.0.0.1:8765"), Some("127.0.0.2"), Some("[::1]:8765"), Some("[::1]")] {
+        for ok in [
+            None,
+            Some("localhost"),
+            Some("LOCALHOST:8765"),
+            Some("127.0.0.1:8765"),
+            Some("127.0.0.2"),
+            Some("[::1]:8765"),
+            Some("[::1]"),
+        ] {
             assert!(host_allowed(ok, listen), "{ok:?} should be allowed");
         }
-        for bad in [Some("evil.example:8765"), Some("evil.example"), Some("localhost.evil.example"), Some("10.0.0.1:8765"), Some("[::1"), Some("127.0.0.1:x"), Some("")] {
+        for bad in [
+            Some("evil.example:8765"),
+            Some("evil.example"),
+            Some("localhost.evil.example"),
+            Some("10.0.0.1:8765"),
+            Some("[::1"),
+            Some("127.0.0.1:x"),
+            Some(""),
+        ] {
             assert!(!host_allowed(bad, listen), "{bad:?} should be refused");
         }
         let wide: std::net::SocketAddr = "192.168.1.5:8765".parse().expect("addr");

@@ -61,7 +61,9 @@ pub async fn check(cfg: &Config, clock: &dyn Clock) -> ExitCode {
     }
     if let Some(addr) = cfg.http_listen {
         if cfg.http_allow_remote && !addr.ip().is_loopback() {
-            println!("⚠️  HTTP        {addr}, reachable beyond this machine (http_allow_remote); /token needs http_token");
+            println!(
+                "⚠️  HTTP        {addr}, reachable beyond this machine (http_allow_remote); /token needs http_token"
+            );
         } else {
             println!("✅ HTTP        {addr}, this machine only");
         }

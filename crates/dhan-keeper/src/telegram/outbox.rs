@@ -213,12 +213,7 @@ fn markup(buttons: &[Button]) -> Option<ReplyMarkup> {
 }
 
 /// Sends queued items one at a time, in order, until `shutdown`.
-pub async fn run_sender(
-    client: BotClient,
-    mut rx: Receiver,
-    outbox: Outbox,
-    shutdown: CancellationToken,
-) {
+pub async fn run_sender(client: BotClient, mut rx: Receiver, outbox: Outbox, shutdown: CancellationToken) {
     loop {
         let item = tokio::select! {
             _ = shutdown.cancelled() => return,

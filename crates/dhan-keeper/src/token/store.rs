@@ -114,10 +114,7 @@ impl TokenStore {
 
     /// The store the config describes: its path, `token_file_mode` and `token_file_group`.
     pub fn for_config(cfg: &crate::config::Config) -> Self {
-        Self {
-            path: cfg.token_file.clone(),
-            access: Access { mode: cfg.token_file_mode, group: cfg.token_file_group },
-        }
+        Self { path: cfg.token_file.clone(), access: Access { mode: cfg.token_file_mode, group: cfg.token_file_group } }
     }
 
     /// The token file's path.
@@ -145,9 +142,8 @@ impl TokenStore {
 
     /// Replaces the file with `token`, atomically, with the configured mode and group.
     pub fn save(&self, token: &Token) -> Result<(), StoreError> {
-        write_atomic_with(&self.path, render(token).as_bytes(), true, self.access).map_err(|(op, source)| {
-            StoreError::Io { op, path: self.path.clone(), source }
-        })
+        write_atomic_with(&self.path, render(token).as_bytes(), true, self.access)
+            .map_err(|(op, source)| StoreError::Io { op, path: self.path.clone(), source })
     }
 
     /// What is wrong with the file's owner, mode or group, if anything (a file left by an older
@@ -429,7 +425,14 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = TokenStore::new(dir.path().join("dhan_token.json"));
         assert!(store.load().expect("ok").is_none());
-        for junk in ["", "{", "{\"access_tok", "[]", r#"{"access_token": null}"#, r#"{"access_token":"x","expiry_time":"soon"}"#] {
+        for junk in [
+            "",
+            "{",
+            "{\"access_tok",
+            "[]",
+            r#"{"access_token": null}"#,
+            r#"{"access_token":"x","expiry_time":"soon"}"#,
+        ] {
             fs::write(store.path(), junk).expect("write");
             match store.load() {
                 Err(StoreError::Corrupt { path, .. }) => assert_eq!(path, store.path()),

@@ -10,4 +10,5 @@ mod daemon;
 mod faults;
 mod helpers;
 mod lifecycle;
+mod security;
 mod store;
