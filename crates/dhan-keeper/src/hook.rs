@@ -31,7 +31,7 @@ pub enum HookError {
     /// It could not be started.
     #[error("on_refresh command {program:?} could not start: {source}")]
     Spawn {
-        /// argv[0].
+        /// The program (the first word of the command).
         program: String,
         /// Why.
         source: std::io::Error,
@@ -39,7 +39,7 @@ pub enum HookError {
     /// It exited unsuccessfully.
     #[error("on_refresh command {program:?} failed ({status}){}", if stderr.is_empty() { String::new() } else { format!(": {stderr}") })]
     Failed {
-        /// argv[0].
+        /// The program (the first word of the command).
         program: String,
         /// Exit status.
         status: std::process::ExitStatus,
@@ -49,7 +49,7 @@ pub enum HookError {
     /// It ran too long and was killed.
     #[error("on_refresh command {program:?} did not finish within {}s and was killed", timeout.as_secs())]
     TimedOut {
-        /// argv[0].
+        /// The program (the first word of the command).
         program: String,
         /// The limit.
         timeout: Duration,
