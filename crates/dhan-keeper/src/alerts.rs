@@ -181,4 +181,11 @@ mod tests {
         assert!(dead.contains("expired"), "{dead}");
         assert!(dead.contains("href=\"https://x/?a=1&amp;b=2\""), "{dead}");
     }
+
+    #[test]
+    fn the_hook_alert_says_whether_the_token_was_saved() {
+        assert!(hook_failed("boom", true).contains("The new token is saved"));
+        let unsaved = hook_failed("boom", false);
+        assert!(unsaved.contains("could not be saved") && !unsaved.contains("is saved"), "{unsaved}");
+    }
 }
