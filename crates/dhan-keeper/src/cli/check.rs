@@ -68,6 +68,14 @@ pub async fn check(cfg: &Config, clock: &dyn Clock) -> ExitCode {
             println!("✅ HTTP        {addr}, this machine only");
         }
     }
+    let token_dir = match cfg.token_file.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => std::path::Path::new("."),
+    };
+    if let Some(reason) = crate::harden::unsafe_dir(token_dir) {
+        println!("❌ Token dir   {reason}");
+        failed = true;
+    }
 
     let store = TokenStore::new(&cfg.token_file);
     let now = clock.now();

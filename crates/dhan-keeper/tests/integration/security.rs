@@ -210,6 +210,9 @@ async fn a_token_directory_others_can_write_is_refused() {
     assert_eq!(run.code, 1, "{}", run.all());
     assert!(run.stderr.contains("writable by other users") && run.stderr.contains("chmod go-w"), "{}", run.stderr);
     assert_eq!(sim.mints(), 0, "nothing was minted");
+    let check = ws.run(&["check"]).await;
+    assert_ne!(check.code, 0, "{}", check.all());
+    assert!(check.stdout.contains("❌ Token dir"), "{}", check.all());
     std::fs::set_permissions(ws.dir.path(), std::fs::Permissions::from_mode(0o700)).expect("chmod");
 }
 
