@@ -137,6 +137,15 @@ async fn a_rebound_host_name_is_refused() {
     assert_eq!(get("localhost").await.expect("answer").status().as_u16(), 200);
     let ok = client.get(s.http("/metrics")).send().await.expect("answer");
     assert_eq!(ok.status().as_u16(), 200, "the plain 127.0.0.1 URL works");
+    // A connection that says nothing is closed after the header timeout, not held forever.
+    let mut idle = tokio::net::TcpStream::connect(("127.0.0.1", s.http_port)).await.expect("connect");
+    let t = Instant::now();
+    let mut buf = [0u8; 64];
+    let closed = tokio::time::timeout(Duration::from_secs(15), idle.read(&mut buf)).await;
+    assert!(closed.is_ok(), "an idle connection was still open after 15 s");
+    let held = t.elapsed();
+    println!("idle connection closed after {:.1}s", held.as_secs_f64());
+    assert!(held < dhan_keeper::serve::HEADER_READ_TIMEOUT + Duration::from_secs(3), "{held:?}");
     assert_eq!(s.stop(d).await.0, 0);
 }
 
