@@ -389,6 +389,24 @@ async fn config_hardening_refuses_with_clear_messages() {
     check(&ws.run(&["status"]).await, "`pin` appears more than once");
     ws.write_config(&base);
 
+    // A FIFO as the config itself, and an oversized config.
+    std::fs::remove_file(ws.config_path()).expect("rm config");
+    mkfifo(&ws.config_path());
+    let t = Instant::now();
+    let run = ws.run(&["status"]).await;
+    assert!(t.elapsed() < Duration::from_secs(10));
+    assert_eq!(run.code, 1, "{}", run.all());
+    assert!(
+        run.stderr.contains("cannot read config file") && run.stderr.contains("not a regular file"),
+        "{}",
+        run.stderr
+    );
+    std::fs::remove_file(ws.config_path()).expect("rm fifo");
+    ws.write_config(&format!("{base}{}", " ".repeat(2 * 1024 * 1024)));
+    let run = ws.run(&["status"]).await;
+    assert!(run.code == 1 && run.stderr.contains("larger than"), "{}", run.all());
+    ws.write_config(&base);
+
     // A FIFO as a *_file secret.
     let fifo = ws.dir.path().join("pin.fifo");
     mkfifo(&fifo);
