@@ -136,7 +136,8 @@ impl TokenStore {
         };
         parse(&bytes).map(Some).map_err(|reason| match foreign(&bytes) {
             Some(reason) => StoreError::Foreign { path: self.path.clone(), reason },
-            None => StoreError::Corrupt { path: self.path.clone(), reason },
+            // serde's message may quote bytes from the file: clipped and without control codes.
+            None => StoreError::Corrupt { path: self.path.clone(), reason: harden::sanitize(&reason, 200) },
         })
     }
 
