@@ -197,9 +197,15 @@ pub(crate) fn recover_temps(store: &TokenStore, now: DateTime<Utc>) -> (bool, us
             (!t.is_expired(now)).then_some((p.clone(), t.expires_at))
         })
         .max_by_key(|(_, exp)| *exp);
-    let current = store.load().ok().flatten().map(|t| t.expires_at);
+    // Never over a file that is not ours (the config, a FIFO...): only over none, a damaged
+    // token file, or an older token.
+    let (replaceable, current) = match store.load() {
+        Ok(t) => (true, t.map(|t| t.expires_at)),
+        Err(StoreError::Corrupt { .. }) => (true, None),
+        Err(_) => (false, None),
+    };
     let promoted = match best {
-        Some((p, exp)) if current.is_none_or(|c| exp > c) => {
+        Some((p, exp)) if replaceable && current.is_none_or(|c| exp > c) => {
             let ok = fs::rename(&p, &store.path).is_ok();
             if ok {
                 sync_dir(&store.path);
