@@ -199,13 +199,14 @@ pub(crate) fn recover_temps(store: &TokenStore, now: DateTime<Utc>) -> (bool, us
         .max_by_key(|(_, exp)| *exp);
     // Never over a file that is not ours (the config, a FIFO...): only over none, a damaged
     // token file, or an older token.
-    let (replaceable, current) = match store.load() {
-        Ok(t) => (true, t.map(|t| t.expires_at)),
-        Err(StoreError::Corrupt { .. }) => (true, None),
-        Err(_) => (false, None),
+    let current = match store.load() {
+        Ok(t) => t.map(|t| t.expires_at),
+        Err(StoreError::Corrupt { .. }) => None,
+        // Start-up refuses such a file; the temps are kept, one may hold the only live token.
+        Err(_) => return (false, 0),
     };
     let promoted = match best {
-        Some((p, exp)) if replaceable && current.is_none_or(|c| exp > c) => {
+        Some((p, exp)) if current.is_none_or(|c| exp > c) => {
             let ok = fs::rename(&p, &store.path).is_ok();
             if ok {
                 sync_dir(&store.path);
