@@ -63,11 +63,12 @@ impl Running {
 pub async fn start(cfg: Config, clock: SharedClock, shutdown: CancellationToken) -> Result<Running, AppError> {
     let lock = InstanceLock::acquire(&cfg.lock_file(), "dhan-keeper run")?;
     let dhan = crate::cli::dhan_client(&cfg)?;
-    let store = TokenStore::new(cfg.token_file.clone());
-    let stale = [cfg.token_file.clone(), crate::state::StateFile::path_for(&cfg.token_file)]
-        .iter()
-        .map(|p| crate::token::remove_stale_temps(p))
-        .sum::<usize>();
+    let store = TokenStore::for_config(&cfg);
+    let (promoted, stale) = crate::token::recover_temps(&store, clock.now());
+    if promoted {
+        tracing::warn!("a newer token was found in a temp file left by an interrupted write; it is now the token file");
+    }
+    let stale = stale + crate::token::remove_stale_temps(&crate::state::StateFile::path_for(&cfg.token_file));
     if stale > 0 {
         tracing::info!(count = stale, "removed temp files left by an interrupted write");
     }
@@ -81,6 +82,17 @@ pub async fn start(cfg: Config, clock: SharedClock, shutdown: CancellationToken)
         Err(e) => return Err(e.into()),
     };
     let token = token.filter(|t| belongs_to(t, &cfg));
+    if let (Some(t), Some(problem)) = (&token, store.access_problem()) {
+        // Rewriting makes it ours, with the configured mode and group (the rename replaces it).
+        match store.save(t) {
+            Ok(()) => {
+                tracing::warn!(file = %store.path().display(), %problem, "the token file had the wrong owner or permissions; rewrote it")
+            }
+            Err(e) => {
+                tracing::warn!(file = %store.path().display(), %problem, error = %e, "the token file has the wrong owner or permissions and could not be rewritten")
+            }
+        }
+    }
 
     let mut tasks = Vec::new();
     let telegram = match (&cfg.telegram_bot_token, cfg.telegram_chat_id) {

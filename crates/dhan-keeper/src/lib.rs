@@ -35,6 +35,7 @@ pub mod commands;
 pub mod config;
 pub mod dhan;
 pub mod gate;
+pub mod harden;
 pub mod hook;
 pub mod ist;
 pub mod lifecycle;

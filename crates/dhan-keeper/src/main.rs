@@ -79,6 +79,14 @@ fn main() -> ExitCode {
     // The demo prints its own transcript (outages included, on purpose); only errors go to the log.
     let default_filter = if matches!(args.command, Command::Demo) { "error" } else { "warn,dhan_keeper=info" };
     telemetry::init(args.log_format, default_filter);
+    // No core dumps (they would hold every secret), and descriptors to spare (see `harden`).
+    let limits = dhan_keeper::harden::process_limits();
+    tracing::debug!(?limits, "process limits");
+    if !limits.core_off && cfg!(unix) {
+        tracing::warn!(
+            "could not turn core dumps off; a crash dump would hold the secrets (set LimitCORE=0 / ulimit -c 0)"
+        );
+    }
     match args.command {
         Command::Demo => block_on(demo::run()),
         Command::Completions { shell } => {

@@ -85,6 +85,23 @@ pub async fn check(cfg: &Config, clock: &dyn Clock) -> ExitCode {
         }
         _ => println!("⚠️  Telegram    not configured: no alerts, no remote control"),
     }
+    if let Some(addr) = cfg.http_listen {
+        if cfg.http_allow_remote && !addr.ip().is_loopback() {
+            println!(
+                "⚠️  HTTP        {addr}, reachable beyond this machine (http_allow_remote); /token needs http_token"
+            );
+        } else {
+            println!("✅ HTTP        {addr}, this machine only");
+        }
+    }
+    let token_dir = match cfg.token_file.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => std::path::Path::new("."),
+    };
+    if let Some(reason) = crate::harden::unsafe_dir(token_dir) {
+        println!("❌ Token dir   {reason}");
+        failed = true;
+    }
 
     let store = TokenStore::new(&cfg.token_file);
     let now = clock.now();

@@ -53,6 +53,9 @@ pub const KNOWN_KEYS: &[&str] = &[
     "reprobe_after",
     "hook_timeout",
     "calendar_file",
+    "http_allow_remote",
+    "token_file_mode",
+    "token_file_group",
 ];
 
 /// Keys that hold secrets: never echoed, and also readable from `<key>_file`.
@@ -176,6 +179,12 @@ pub struct Config {
     pub reprobe_after: Duration,
     /// How long `on_refresh` may run before it is killed (default 30 s).
     pub hook_timeout: Duration,
+    /// Lets `http_listen` be a non-loopback address (needs `http_token`); default false.
+    pub http_allow_remote: bool,
+    /// Permission bits of the token file (default 0o600; at most 0o660).
+    pub token_file_mode: u32,
+    /// Group (gid) the token file is given to, so another user in it can read the token.
+    pub token_file_group: Option<u32>,
     /// Things worth telling the user that do not stop dhan-keeper.
     pub warnings: Vec<String>,
 }

@@ -193,7 +193,7 @@ fn chrono(d: Duration) -> chrono::Duration {
 impl Keeper {
     /// A keeper holding `token` (as loaded; the loop checks it with Dhan first).
     pub fn new(cfg: Config, dhan: DhanClient, clock: SharedClock, outbox: Outbox, token: Option<Token>) -> Self {
-        let store = TokenStore::new(cfg.token_file.clone());
+        let store = TokenStore::for_config(&cfg);
         let state = StateFile::load(StateFile::path_for(&cfg.token_file));
         Self {
             policy: PolicyConfig::from_config(&cfg),
@@ -365,8 +365,9 @@ impl Keeper {
         let outbox = self.outbox.clone();
         let chat = self.alert_chat();
         let failures = std::sync::Arc::clone(&self.metrics.hook_failures);
+        let secrets = crate::hook::secrets_of(&self.cfg);
         tokio::spawn(async move {
-            match crate::hook::run(&argv, &token, &client_id, timeout).await {
+            match crate::hook::run(&argv, &token, &client_id, timeout, &secrets).await {
                 Ok(()) => tracing::info!("on_refresh command finished"),
                 Err(e) => {
                     tracing::error!(error = %e, "on_refresh command failed");

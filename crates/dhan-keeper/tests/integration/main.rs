@@ -12,4 +12,5 @@ mod faults;
 mod helpers;
 mod lifecycle;
 mod real_dhan;
+mod security;
 mod store;
