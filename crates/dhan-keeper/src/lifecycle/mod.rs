@@ -1,7 +1,7 @@
 //! The token lifecycle: the [`Keeper`] that owns the current token and every way to replace it,
 //! and the loop that asks what is next and sleeps until then.
 //!
-//! Every change of token goes through [`Keeper::accept`] under one async lock, whether it came
+//! Every change of token goes through `Keeper::accept` under one async lock, whether it came
 //! from the schedule, `/refresh`, a pasted token or a consent login: save atomically, reset the
 //! alert ladder, confirm on Telegram, run the hook, wake the loop. The loop never sleeps longer
 //! than [`MAX_NAP`] and recomputes its plan from the [`Clock`](crate::clock::Clock) on waking,
