@@ -46,3 +46,4 @@ pub mod telegram;
 pub mod telemetry;
 pub mod token;
 pub mod totp;
+mod transport;

@@ -29,7 +29,11 @@ enum Command {
     #[command(flatten)]
     WithConfig(ConfigCommand),
     /// Run the whole flow against a built-in simulator: no credentials, no network.
-    Demo,
+    Demo {
+        /// Be the trader: type bot commands and see the replies (same simulators, no script).
+        #[arg(long, short)]
+        interactive: bool,
+    },
     /// Print a shell completion script: `dhan-keeper completions bash > /etc/bash_completion.d/dhan-keeper`.
     Completions {
         /// The shell.
@@ -62,10 +66,10 @@ enum ConfigCommand {
 fn main() -> ExitCode {
     let args = Args::parse();
     // The demo prints its own transcript (outages included, on purpose); only errors go to the log.
-    let default_filter = if matches!(args.command, Command::Demo) { "error" } else { "warn,dhan_keeper=info" };
+    let default_filter = if matches!(args.command, Command::Demo { .. }) { "error" } else { "warn,dhan_keeper=info" };
     telemetry::init(args.log_format, default_filter);
     match args.command {
-        Command::Demo => block_on(demo::run()),
+        Command::Demo { interactive } => block_on(demo::run(interactive)),
         Command::Completions { shell } => {
             // Into a buffer first: the generator panics on a write error such as a closed pipe.
             let mut script = Vec::new();
