@@ -115,6 +115,7 @@ pub async fn start(cfg: Config, clock: SharedClock, shutdown: CancellationToken)
         None => None,
     };
     tasks.push(tokio::spawn(check_clock(Arc::clone(&keeper))));
+    tasks.push(tokio::spawn(crate::watch::run(Arc::clone(&keeper), shutdown.clone())));
     tasks.push(tokio::spawn(lifecycle::run(Arc::clone(&keeper), shutdown)));
     Ok(Running { keeper, http, tasks, _lock: lock })
 }

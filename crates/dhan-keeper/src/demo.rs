@@ -154,9 +154,9 @@ impl Stage {
     /// When the daemon will mint again at the earliest: its last mint (from its state file) plus
     /// its cooldown.
     fn daemon_may_mint_at(&self) -> Option<chrono::DateTime<chrono::Utc>> {
-        let state = StateFile::load(StateFile::path_for(&self.cfg.token_file)).get();
+        let last = StateFile::peek(&self.cfg.token_file)?.last_mint_at?;
         let cooldown = chrono::Duration::from_std(self.cfg.mint_cooldown).unwrap_or_default();
-        state.last_mint_at.map(|t| t.with_timezone(&chrono::Utc) + cooldown)
+        Some(last.with_timezone(&chrono::Utc) + cooldown)
     }
 }
 

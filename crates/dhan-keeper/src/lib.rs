@@ -47,3 +47,4 @@ pub mod telemetry;
 pub mod token;
 pub mod totp;
 mod transport;
+mod watch;

@@ -286,6 +286,7 @@ impl Keeper {
         // the disk allows.
         let saved = self.store.save(&token);
         *lock(&self.token) = Some(token.clone());
+        self.record_health(&token, true);
         self.state.update(|s| {
             s.alerted = None;
             s.last_attempt =
@@ -433,6 +434,7 @@ impl Keeper {
                         "reusing the saved token (Dhan accepts it)"
                     );
                 }
+                self.record_health(&tok, true);
                 self.set_live(|l| {
                     l.dhan_reachable = Some(true);
                     l.last_verify = Some(now);
@@ -441,6 +443,7 @@ impl Keeper {
             Err(DhanError::AuthFailed { message }) => {
                 // Only if the token we checked is still the current one.
                 if self.token().is_some_and(|t| t.access_token.expose() == tok.access_token.expose()) {
+                    self.record_health(&tok, false);
                     tracing::warn!(%message, "Dhan rejects a token that should be alive: revoked");
                     self.set_live(|l| {
                         l.revoked = true;
@@ -459,6 +462,14 @@ impl Keeper {
                 });
             }
         }
+    }
+
+    /// Persists Dhan's verdict on `token` for `status` and `token` (issue 11: the truth in every
+    /// status). Kept apart from the checks themselves so they stay as they are.
+    fn record_health(&self, token: &Token, accepted: bool) {
+        let checked_at = ist::to_ist(&self.clock.now());
+        let health = crate::state::TokenHealth { expires_at: token.expires_at, accepted, checked_at };
+        self.state.update(|s| s.token_health = Some(health));
     }
 
     /// Consent mode: a fresh login link (generates a consent at Dhan).

@@ -60,6 +60,15 @@ pub async fn check(cfg: &Config, clock: &dyn Clock) -> ExitCode {
         _ => println!("⚠️  Telegram    not configured: no alerts, no remote control"),
     }
 
+    let mut local = vec![super::preflight::token_dir(&cfg.token_file)];
+    local.extend(cfg.on_refresh.as_deref().and_then(|argv| super::preflight::hook(argv, std::env::var_os("PATH").as_deref())));
+    local.extend(super::preflight::http_token(cfg));
+    for l in &local {
+        let mark = if l.ok { "✅" } else { "❌" };
+        println!("{mark} {:<11} {}", l.label, l.text);
+        failed |= !l.ok;
+    }
+
     let store = TokenStore::new(&cfg.token_file);
     let now = clock.now();
     let token = match store.load() {
@@ -146,6 +155,14 @@ pub async fn check(cfg: &Config, clock: &dyn Clock) -> ExitCode {
             }
             Err(e) => println!("⚠️  Token       could not verify: {e}"),
         }
+    }
+    let last_mint = crate::state::StateFile::peek(&cfg.token_file)
+        .and_then(|s| s.last_mint_at)
+        .map(|t| t.with_timezone(&chrono::Utc));
+    println!("\nThe plan");
+    let saved = store.load().ok().flatten();
+    for l in super::preflight::plan(cfg, saved.as_ref(), last_mint, clock.now()) {
+        println!("   {l}");
     }
     if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS }
 }
