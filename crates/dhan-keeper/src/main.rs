@@ -20,6 +20,9 @@ struct Args {
     /// Log line format on stderr (filter with RUST_LOG).
     #[arg(long, global = true, value_enum, default_value_t)]
     log_format: telemetry::LogFormat,
+    /// Time zone of log timestamps (IST is written with its +05:30 offset).
+    #[arg(long, global = true, value_enum, default_value_t)]
+    log_time: telemetry::LogTime,
     #[command(subcommand)]
     command: Command,
 }
@@ -87,7 +90,7 @@ fn main() -> ExitCode {
     let args = Args::parse();
     // The demo prints its own transcript (outages included, on purpose); only errors go to the log.
     let default_filter = if matches!(args.command, Command::Demo { .. }) { "error" } else { "warn,dhan_keeper=info" };
-    telemetry::init(args.log_format, default_filter);
+    telemetry::init(args.log_format, args.log_time, default_filter);
     match args.command {
         Command::Demo { interactive } => block_on(demo::run(interactive)),
         Command::Completions { shell } => {

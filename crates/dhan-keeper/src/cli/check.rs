@@ -61,7 +61,9 @@ pub async fn check(cfg: &Config, clock: &dyn Clock) -> ExitCode {
     }
 
     let mut local = vec![super::preflight::token_dir(&cfg.token_file)];
-    local.extend(cfg.on_refresh.as_deref().and_then(|argv| super::preflight::hook(argv, std::env::var_os("PATH").as_deref())));
+    local.extend(
+        cfg.on_refresh.as_deref().and_then(|argv| super::preflight::hook(argv, std::env::var_os("PATH").as_deref())),
+    );
     local.extend(super::preflight::http_token(cfg));
     for l in &local {
         let mark = if l.ok { "✅" } else { "❌" };

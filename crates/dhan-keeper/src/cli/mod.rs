@@ -57,7 +57,9 @@ pub fn init(path: Option<&std::path::Path>) -> ExitCode {
     match written {
         Ok(()) => {
             out(&format!("Wrote {} (mode 0600: it will hold your PIN and TOTP secret).", path.display()));
-            out("Next: replace every YOUR_… value (README → Set-up), then `dhan-keeper check`, then `dhan-keeper run`.");
+            out(
+                "Next: replace every YOUR_… value (README → Set-up), then `dhan-keeper check`, then `dhan-keeper run`.",
+            );
             ExitCode::SUCCESS
         }
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {

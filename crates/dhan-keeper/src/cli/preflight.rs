@@ -33,7 +33,17 @@ fn line(ok: bool, label: &'static str, text: String) -> Line {
 pub(crate) fn is_placeholder(value: &str) -> bool {
     let v = value.trim().to_ascii_lowercase();
     let words = [
-        "", "changeme", "change-me", "change_me", "secret", "token", "password", "example", "xxx", "todo", "placeholder",
+        "",
+        "changeme",
+        "change-me",
+        "change_me",
+        "secret",
+        "token",
+        "password",
+        "example",
+        "xxx",
+        "todo",
+        "placeholder",
     ];
     v.starts_with("your_")
         || v.starts_with("your-")
@@ -53,9 +63,11 @@ pub(crate) fn token_dir(token_file: &Path) -> Line {
     };
     let shown = dir.display();
     match std::fs::metadata(&dir) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            line(false, "Token dir", format!("{shown} does not exist; create it (mkdir -p {shown}) or change token_file"))
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => line(
+            false,
+            "Token dir",
+            format!("{shown} does not exist; create it (mkdir -p {shown}) or change token_file"),
+        ),
         Err(e) => line(false, "Token dir", format!("{shown}: {e}")),
         Ok(m) if !m.is_dir() => line(false, "Token dir", format!("{shown} is not a directory; change token_file")),
         Ok(_) => match tempfile::Builder::new().prefix(".dhan-keeper-check-").tempfile_in(&dir) {
@@ -119,7 +131,12 @@ pub(crate) fn http_token(cfg: &Config) -> Option<Line> {
 }
 
 /// The plan for the saved token: market hours in effect, next rotation, next alert.
-pub(crate) fn plan(cfg: &Config, token: Option<&Token>, last_mint: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Vec<String> {
+pub(crate) fn plan(
+    cfg: &Config,
+    token: Option<&Token>,
+    last_mint: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Vec<String> {
     let p = PolicyConfig::from_config(cfg);
     let mut out = vec![match cfg.market_hours {
         Some(mh) => format!(
@@ -162,7 +179,9 @@ mod tests {
 
     #[test]
     fn placeholders_are_caught_and_real_values_pass() {
-        for p in ["YOUR_HTTP_TOKEN", "your-token", "<token>", "changeme", "secret", "xxxxxxxx", "...", "", "example-token"] {
+        for p in
+            ["YOUR_HTTP_TOKEN", "your-token", "<token>", "changeme", "secret", "xxxxxxxx", "...", "", "example-token"]
+        {
             assert!(is_placeholder(p), "{p:?} is a placeholder");
         }
         for real in ["9f2c1e7a5b3d4c6e8f0a1b2c3d4e5f60", "correct horse battery staple", "k3ep-1t-s3cret-Ly"] {

@@ -138,7 +138,12 @@ pub fn status(target: &Target, clock: &dyn Clock, as_json: bool) -> ExitCode {
         match (state, token) {
             ("valid", Some(t)) => print_token(t, "✅ valid", ist::human_duration(t.remaining(now)) + " left", checked),
             ("rejected", Some(t)) => {
-                print_token(t, "❌ rejected by Dhan", "revoked, e.g. by a newer token minted elsewhere".into(), checked);
+                print_token(
+                    t,
+                    "❌ rejected by Dhan",
+                    "revoked, e.g. by a newer token minted elsewhere".into(),
+                    checked,
+                );
                 super::out(&format!("Next        {}", advice(holder.as_deref())));
             }
             ("expired", Some(t)) => {
@@ -190,7 +195,11 @@ pub fn token(target: &Target, clock: &dyn Clock) -> ExitCode {
             }
             Verdict::Expired => {
                 let holder = lock_holder(&target.token_file);
-                eprintln!("error: the token in {path} expired at {}; {}", ist::human(&t.expires_at), advice(holder.as_deref()));
+                eprintln!(
+                    "error: the token in {path} expired at {}; {}",
+                    ist::human(&t.expires_at),
+                    advice(holder.as_deref())
+                );
                 ExitCode::FAILURE
             }
         },
@@ -219,13 +228,8 @@ mod tests {
     fn the_verdict_uses_what_dhan_said_about_this_token_only() {
         let exp = ist::parse_naive_ist("2026-11-26T08:30:00").expect("time");
         let other = ist::parse_naive_ist("2026-11-25T08:30:00").expect("time");
-        let t = Token {
-            access_token: Secret::new("x"),
-            expires_at: exp,
-            client_id: None,
-            obtained_at: None,
-            source: None,
-        };
+        let t =
+            Token { access_token: Secret::new("x"), expires_at: exp, client_id: None, obtained_at: None, source: None };
         let h = |expires_at, accepted| TokenHealth { expires_at, accepted, checked_at: exp };
         let before = at("2026-11-26T01:00:00Z");
         let after = at("2026-11-26T03:00:01Z");
