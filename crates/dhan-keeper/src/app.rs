@@ -61,7 +61,7 @@ impl Running {
 
 /// Starts everything; returns once it is running. Cancel `shutdown` to stop it.
 pub async fn start(cfg: Config, clock: SharedClock, shutdown: CancellationToken) -> Result<Running, AppError> {
-    let lock = InstanceLock::acquire(&cfg.lock_file(), "dhan-keeper run")?;
+    let lock = InstanceLock::acquire(&cfg.lock_file(), "run")?;
     let dhan = crate::cli::dhan_client(&cfg)?;
     let store = TokenStore::new(cfg.token_file.clone());
     let stale = [cfg.token_file.clone(), crate::state::StateFile::path_for(&cfg.token_file)]

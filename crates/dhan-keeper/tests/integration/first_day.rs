@@ -81,6 +81,8 @@ async fn a_token_dhan_rejected_is_never_shown_valid_nor_printed() {
     assert_eq!(status.code, 1, "{status:?}");
     assert!(status.stdout.contains("rejected by Dhan") && !status.stdout.contains('✅'), "{status:?}");
     assert!(status.stdout.contains("running daemon (pid"), "advice fits a running daemon: {status:?}");
+    assert!(status.stdout.contains("running `dhan-keeper run`"), "{status:?}");
+    assert!(!status.stdout.contains("dhan-keeper dhan-keeper"), "the holder is named once: {status:?}");
     assert!(!status.stdout.contains("dhan-keeper refresh"), "refresh cannot work while run holds the lock: {status:?}");
     let json = s.ws.run(&["status", "--json"]).await;
     let v: serde_json::Value = serde_json::from_str(&json.stdout).expect("JSON");
