@@ -90,7 +90,28 @@ async fn a_token_dhan_rejected_is_never_shown_valid_nor_printed() {
     let token = s.ws.run(&["token"]).await;
     assert_eq!(token.code, 1, "{token:?}");
     assert!(token.stdout.is_empty() && token.stderr.contains("rejected"), "{token:?}");
-    s.stop(d).await;
+    let (_, _, log) = s.stop(d).await;
+    // Log timestamps are IST by default, with the offset written out.
+    let first_line = log.lines().next().unwrap_or_default();
+    assert!(first_line.contains("+05:30"), "{first_line}");
+}
+
+#[tokio::test]
+async fn config_mistakes_get_a_hint_that_fixes_them() {
+    let sim = sim().await;
+    let ws = Workspace::with(&sim, |m| {
+        m.insert("telegram_chatid".into(), json!("123"));
+    });
+    let typo = ws.run(&["status"]).await;
+    assert!(typo.stderr.contains("did you mean `telegram_chat_id`?"), "{typo:?}");
+    assert_eq!(typo.stderr.matches("telegram_chatid").count(), 1, "the warning is printed once: {typo:?}");
+    let check = ws.run(&["check"]).await;
+    assert_eq!(check.all().matches("telegram_chatid").count(), 1, "check prints the warning once: {check:?}");
+    ws.write_config("{'client_id': '1000000001', 'pin': '123456', 'debug': True}");
+    let python = ws.run(&["check"]).await;
+    assert_eq!(python.code, 2, "{python:?}");
+    assert!(python.stderr.contains("Python dict") && python.stderr.contains("double quotes"), "{python:?}");
+    assert!(!python.stderr.contains("123456"), "the PIN is not echoed: {python:?}");
 }
 
 #[tokio::test]
@@ -302,4 +323,41 @@ fn chown(p: &Path, uid: u32) {
 fn chmod(p: &Path, mode: u32) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+#[tokio::test]
+async fn the_interactive_demo_answers_what_the_newcomer_types() {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_dhan-keeper"));
+    cmd.args(["demo", "--interactive"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = cmd.spawn().expect("demo starts");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut seen = String::new();
+    let mut until = async |needle: &str, seen: &mut String| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !seen.contains(needle) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(left, lines.next_line()).await {
+                Ok(Ok(Some(l))) => {
+                    seen.push_str(&l);
+                    seen.push('\n');
+                }
+                _ => panic!("no {needle:?} in the demo's output:\n{seen}"),
+            }
+        }
+    };
+    until("Your turn", &mut seen).await;
+    stdin.write_all(b"/status\n").await.expect("type");
+    until("Token: 🟢 valid", &mut seen).await;
+    stdin.write_all(b"web\n").await.expect("type");
+    until("Dhan token revoked", &mut seen).await;
+    stdin.write_all(b"quit\n").await.expect("type");
+    until("Bye.", &mut seen).await;
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait()).await.expect("exits").expect("wait");
+    assert!(status.success(), "{status:?}\n{seen}");
 }
