@@ -49,6 +49,12 @@ async fn token_and_status_need_only_the_token_file_not_the_config() {
     let mut cmd = bare(&["token"], elsewhere.path());
     cmd.env("DHAN_KEEPER_TOKEN_FILE", file);
     assert_eq!(output(cmd).stdout.trim(), token);
+    // `docker exec dhan-keeper dhan-keeper token`: the image sets both variables; the config in
+    // the volume may be absent (a config made of variables) and is not read at all.
+    let mut cmd = bare(&["token"], Path::new("/"));
+    cmd.env("DHAN_KEEPER_TOKEN_FILE", file).env("DHAN_KEEPER_CONFIG", elsewhere.path().join("missing.json"));
+    let exec = output(cmd);
+    assert_eq!((exec.code, exec.stdout.trim()), (0, token.as_str()), "{exec:?}");
     // No config and no --token-file: the error names the config it looked for.
     let lost = output(bare(&["token"], elsewhere.path()));
     assert_ne!(lost.code, 0);
