@@ -61,7 +61,7 @@ impl Running {
 
 /// Starts everything; returns once it is running. Cancel `shutdown` to stop it.
 pub async fn start(cfg: Config, clock: SharedClock, shutdown: CancellationToken) -> Result<Running, AppError> {
-    let lock = InstanceLock::acquire(&cfg.lock_file(), "dhan-keeper run")?;
+    let lock = InstanceLock::acquire(&cfg.lock_file(), "run")?;
     let dhan = crate::cli::dhan_client(&cfg)?;
     let store = TokenStore::for_config(&cfg);
     let (promoted, stale) = crate::token::recover_temps(&store, clock.now());
@@ -128,6 +128,7 @@ pub async fn start(cfg: Config, clock: SharedClock, shutdown: CancellationToken)
     };
     calendar_notice(&keeper);
     tasks.push(tokio::spawn(check_clock(Arc::clone(&keeper))));
+    tasks.push(tokio::spawn(crate::watch::run(Arc::clone(&keeper), shutdown.clone())));
     tasks.push(tokio::spawn(lifecycle::run(Arc::clone(&keeper), shutdown)));
     Ok(Running { keeper, http, tasks, _lock: lock })
 }

@@ -572,7 +572,7 @@ fn when(t: DateTime<Utc>, now: DateTime<Utc>) -> String {
     if t <= now {
         return "now".into();
     }
-    format!("{} (in {})", ist::human(&ist::to_ist(&t)), ist::human_duration(t - now))
+    format!("{} (in {})", ist::human_far(&ist::to_ist(&t), &now), ist::human_duration(t - now))
 }
 
 fn paste_error(e: &RotateError) -> String {

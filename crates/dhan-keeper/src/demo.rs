@@ -1,37 +1,56 @@
 //! `dhan-keeper demo`: the whole daemon against in-process simulators, as a readable transcript.
 //!
-//! Needs no credentials and no network. A simulated Dhan (tokens live 30 s instead of 24 h, one
-//! mint per 3 s instead of 2 min) and a simulated Telegram listen on 127.0.0.1; the real daemon
-//! (`app::start`, the same code as `dhan-keeper run`) keeps the token alive while a scripted
-//! trader talks to the bot, a trading program fetches the token over HTTP, a stranger pokes the
-//! bot, Dhan has an outage and someone mints a token elsewhere. A watcher samples the token file
-//! throughout; the demo exits 0 only if it never held an expired token and every step behaved.
+//! Needs no credentials and no network. A simulated Dhan (tokens live 30 s instead of 24 h, a
+//! mint window of a second instead of 2 minutes) and a simulated Telegram listen on 127.0.0.1;
+//! the real daemon (`app::start`, the same code as `dhan-keeper run`) keeps the token alive while a
+//! scripted trader talks to the bot, a trading program fetches the token over HTTP, a stranger
+//! pokes the bot, Dhan has an outage and someone mints a token elsewhere. A watcher samples the
+//! token file throughout; the demo exits 0 only if it never held an expired token and every step
+//! behaved. `--interactive` starts the same stage and lets the newcomer be the trader.
+//!
+//! It must pass every time, on a loaded machine too, so nothing in it depends on timing luck:
+//! - every wait is for a condition (a message, a file, a clock instant), never a fixed sleep;
+//! - the daemon keeps 3 s between its mints while the simulated Dhan only asks for 1 s, so the
+//!   simulator's window can never refuse the daemon (a refusal means "come back in 2 minutes",
+//!   which would stall a 30-second story); the Dhan-Web mint clears the simulator's window for
+//!   the same reason, whichever way the simulator models Web mints;
+//! - bot messages are printed before each heading and each line of the script, so a message
+//!   never lands under the wrong heading.
+//!
 //! This module lives in the binary, so the library never depends on the simulators.
 
+use std::io::Write as _;
 use std::path::Path;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use dhan_keeper::app;
 use dhan_keeper::clock::{SharedClock, SystemClock};
 use dhan_keeper::config::Config;
 use dhan_keeper::ist;
+use dhan_keeper::state::StateFile;
 use dhan_keeper::token::TokenStore;
 use dhan_sim::{DhanSim, Fault, SimConfig, TelegramSim};
 use tokio_util::sync::CancellationToken;
 
 const LIFETIME: Duration = Duration::from_secs(30);
+/// The daemon's spacing between mints (`mint_cooldown`).
 const COOLDOWN: Duration = Duration::from_secs(3);
+/// The simulated Dhan's mint window: shorter than [`COOLDOWN`] by more than any request takes.
+const SIM_WINDOW: Duration = Duration::from_secs(1);
 const TRADER: i64 = 42_4242_4242;
 const STRANGER: i64 = 66_6666_6666;
 const BOT_TOKEN: &str = "7000000001:AAdemoBotTokenNotARealOne_abcdefghij";
 const HTTP_TOKEN: &str = "demo-http-token-0123456789abcdef";
+/// The longest any one step may take; the slowest (a scheduled rotation) needs about 10 s.
+const STEP_LIMIT: Duration = Duration::from_secs(60);
 
 /// Runs the demo; exits 0 when every step behaved as it should.
-pub async fn run() -> ExitCode {
-    match tour().await {
+pub async fn run(interactive: bool) -> ExitCode {
+    let result = if interactive { play().await } else { tour().await };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: demo failed: {e:#}");
@@ -40,29 +59,67 @@ pub async fn run() -> ExitCode {
     }
 }
 
-/// Prints the transcript with a clock since the start.
-#[derive(Clone)]
-struct Transcript(Instant);
+/// Prints the transcript with a clock since the start, and the bot's messages in order.
+struct Transcript {
+    start: Instant,
+    tg: Arc<TelegramSim>,
+    /// How many messages of each chat ([`TRADER`], [`STRANGER`]) were printed.
+    seen: Mutex<[usize; 2]>,
+}
 
 impl Transcript {
-    fn line(&self, who: &str, text: &str) {
+    fn print(&self, who: &str, text: &str) {
+        let mut out = std::io::stdout().lock();
         let mut lines = text.lines();
-        println!("[{:>5.1}s] {who} {}", self.0.elapsed().as_secs_f64(), lines.next().unwrap_or_default());
+        // A closed stdout (`demo | head`) must not abort the demo: output is best effort.
+        let _ =
+            writeln!(out, "[{:>5.1}s] {who} {}", self.start.elapsed().as_secs_f64(), lines.next().unwrap_or_default());
         for l in lines {
-            println!("{:>11}{l}", "");
+            let _ = writeln!(out, "{:>11}{l}", "");
+        }
+        let _ = out.flush();
+    }
+
+    /// Prints the bot's messages not printed yet.
+    fn flush(&self) {
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        for (i, chat) in [TRADER, STRANGER].into_iter().enumerate() {
+            let sent = self.tg.sent(chat);
+            for m in sent.iter().skip(seen[i]) {
+                let mut text = m["text"].as_str().unwrap_or_default().to_string();
+                let buttons: Vec<String> = m["reply_markup"]["inline_keyboard"][0]
+                    .as_array()
+                    .map(|row| row.iter().filter_map(|b| b["text"].as_str()).map(|b| format!("[{b}]")).collect())
+                    .unwrap_or_default();
+                if !buttons.is_empty() {
+                    text.push('\n');
+                    text.push_str(&buttons.join(" "));
+                }
+                self.print(if chat == TRADER { "🤖" } else { "🤖→stranger" }, &text);
+            }
+            seen[i] = sent.len();
         }
     }
 
+    /// A line of the script, after whatever the bot said before it.
+    fn line(&self, who: &str, text: &str) {
+        self.flush();
+        self.print(who, text);
+    }
+
     fn step(&self, what: &str) {
+        self.flush();
         println!();
-        self.line("▶", what);
+        self.print("▶", what);
     }
 }
 
 struct Stage {
-    t: Transcript,
+    t: Arc<Transcript>,
     tg: Arc<TelegramSim>,
     sim: DhanSim,
+    cfg: Config,
+    clock: SharedClock,
 }
 
 impl Stage {
@@ -71,17 +128,19 @@ impl Stage {
         let before = self.tg.sent(TRADER).len();
         self.t.line("👤", text);
         self.tg.inject_text(TRADER, TRADER, text);
-        self.wait_for(&format!("the reply to {text}"), || {
-            self.tg.sent(TRADER).iter().skip(before).any(|m| m["text"].as_str().is_some_and(|s| s.contains(expect)))
-        })
-        .await
+        self.wait_for(&format!("the reply to {text}"), || self.sent_since(before, expect)).await
+    }
+
+    fn sent_since(&self, before: usize, needle: &str) -> bool {
+        self.tg.sent(TRADER).iter().skip(before).any(|m| m["text"].as_str().is_some_and(|s| s.contains(needle)))
     }
 
     async fn wait_for(&self, what: &str, mut done: impl FnMut() -> bool) -> anyhow::Result<()> {
-        let deadline = Instant::now() + Duration::from_secs(45);
+        let deadline = Instant::now() + STEP_LIMIT;
         while !done() {
             if Instant::now() > deadline {
-                anyhow::bail!("timed out waiting for {what}");
+                self.t.flush();
+                anyhow::bail!("timed out after {}s waiting for {what}", STEP_LIMIT.as_secs());
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
@@ -91,21 +150,39 @@ impl Stage {
     fn count(&self, needle: &str) -> usize {
         self.tg.sent(TRADER).iter().filter(|m| m["text"].as_str().is_some_and(|s| s.contains(needle))).count()
     }
+
+    /// When the daemon will mint again at the earliest: its last mint (from its state file) plus
+    /// its cooldown.
+    fn daemon_may_mint_at(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        let last = StateFile::peek(&self.cfg.token_file)?.last_mint_at?;
+        let cooldown = chrono::Duration::from_std(self.cfg.mint_cooldown).unwrap_or_default();
+        Some(last.with_timezone(&chrono::Utc) + cooldown)
+    }
 }
 
-async fn tour() -> anyhow::Result<()> {
-    let t = Transcript(Instant::now());
-    let sim_cfg = SimConfig { token_lifetime: LIFETIME, mint_cooldown: COOLDOWN, ..SimConfig::default() };
+/// Starts the simulators and the daemon; prints the introduction.
+struct Started {
+    stage: Stage,
+    running: app::Running,
+    http: std::net::SocketAddr,
+    shutdown: CancellationToken,
+    printer: tokio::task::JoinHandle<()>,
+    _dir: tempfile::TempDir,
+}
+
+async fn start() -> anyhow::Result<Started> {
+    let sim_cfg = SimConfig { token_lifetime: LIFETIME, mint_cooldown: SIM_WINDOW, ..SimConfig::default() };
     let sim = DhanSim::start(sim_cfg.clone()).await?;
     let tg = Arc::new(TelegramSim::start(BOT_TOKEN).await?);
     tg.add_chat(TRADER);
     tg.add_chat(STRANGER);
+    let t = Arc::new(Transcript { start: Instant::now(), tg: Arc::clone(&tg), seen: Mutex::new([0, 0]) });
     // A private (0700) temp dir, removed when the demo ends.
     let dir = tempfile::Builder::new().prefix("dhan-keeper-demo-").tempdir()?;
     let cfg = write_config(dir.path(), &sim, &tg, &sim_cfg)?;
     println!("dhan-keeper demo: the real daemon against a simulated Dhan ({}) and Telegram ({}).", sim.url(), tg.url());
     println!(
-        "Tokens live {} s here instead of 24 h, rotate {} s before expiry, and Dhan allows one mint per {} s.",
+        "Tokens live {} s here instead of 24 h and are rotated {} s before expiry; the daemon mints at most once every {} s.",
         LIFETIME.as_secs(),
         cfg.refresh_before.as_secs(),
         COOLDOWN.as_secs()
@@ -117,24 +194,36 @@ async fn tour() -> anyhow::Result<()> {
     t.step("dhan-keeper run (no token yet: it mints one at once)");
     let running = app::start(cfg.clone(), Arc::clone(&clock), shutdown.clone()).await?;
     let http = running.http.ok_or_else(|| anyhow::anyhow!("the demo config listens on HTTP"))?;
+    let printer = tokio::spawn(print_bot(Arc::clone(&t), shutdown.clone()));
+    let stage = Stage { t, tg, sim, cfg, clock };
+    stage.wait_for("the first token", || stage.count("New Dhan token") >= 1).await?;
+    Ok(Started { stage, running, http, shutdown, printer, _dir: dir })
+}
 
-    // Print every bot message as it arrives, and watch the token file for a gap.
-    let printer = tokio::spawn(print_bot(t.clone(), Arc::clone(&tg), shutdown.clone()));
+async fn tour() -> anyhow::Result<()> {
+    let Started { stage, running, http, shutdown, printer, _dir } = start().await?;
+    let t = Arc::clone(&stage.t);
+    let clock = Arc::clone(&stage.clock);
+    let cfg = stage.cfg.clone();
     let gap = Arc::new(AtomicBool::new(false));
     let watcher =
         tokio::spawn(watch_file(cfg.token_file.clone(), Arc::clone(&clock), Arc::clone(&gap), shutdown.clone()));
-
-    let stage = Stage { t: t.clone(), tg, sim };
-    stage.wait_for("the first token", || stage.count("New Dhan token") >= 1).await?;
 
     t.step("The trader checks in");
     stage.say("/start", "dhan-keeper").await?;
     stage.say("/status", "Expires").await?;
     stage.say("/account", "Funds").await?;
+    // Right after a mint the answer is "wait"; either answer is part of the story.
+    let before = stage.tg.sent(TRADER).len();
     stage.say("/refresh", "").await?;
-    stage.wait_for("the /refresh outcome", || stage.count("New Dhan token") >= 2 || stage.count("⏳") >= 1).await?;
-    if stage.count("⏳") >= 1 {
-        tokio::time::sleep(COOLDOWN).await;
+    stage
+        .wait_for("the /refresh answer", || {
+            stage.sent_since(before, "Getting a new token") || stage.sent_since(before, "⏳")
+        })
+        .await?;
+    if stage.sent_since(before, "⏳") {
+        let at = stage.daemon_may_mint_at();
+        stage.wait_for("the end of the daemon's cooldown", || at.is_none_or(|at| clock.now() >= at)).await?;
         stage.say("/refresh", "Getting a new token").await?;
     }
     stage.wait_for("the manual rotation", || stage.count("New Dhan token") >= 2).await?;
@@ -176,7 +265,10 @@ async fn tour() -> anyhow::Result<()> {
 
     t.step("Someone generates a token on Dhan Web: ours is revoked");
     stage.sim.mint_elsewhere();
-    t.line("⚙", "Dhan now rejects the daemon's token; it checks the token every few seconds");
+    // Whether or not a Web mint opens Dhan's window, the demo's Dhan forgets it: on real Dhan the
+    // daemon would wait out the 2 minutes, which a 30-second story cannot show.
+    stage.sim.reset_cooldown();
+    t.line("⚙", "Dhan now rejects the daemon's token; the daemon checks its token every 2 s");
     stage.wait_for("the replacement", || stage.count("New Dhan token") >= 4).await?;
 
     t.step("Nothing to do: wait for a scheduled rotation before expiry");
@@ -206,29 +298,95 @@ async fn tour() -> anyhow::Result<()> {
     if gap.load(Ordering::Relaxed) {
         anyhow::bail!("the token file held an expired token at some point");
     }
-    println!("\nNext: copy dhan_config.example.json, then `dhan-keeper check` and `dhan-keeper run` (README).");
+    println!("\nYour turn: `dhan-keeper demo --interactive` lets you be the trader.");
+    println!("Then: `dhan-keeper init`, fill in the config, `dhan-keeper check` and `dhan-keeper run` (README).");
     Ok(())
 }
 
-async fn print_bot(t: Transcript, tg: Arc<TelegramSim>, shutdown: CancellationToken) {
-    let mut seen = [0usize; 2];
-    loop {
-        for (i, chat) in [TRADER, STRANGER].into_iter().enumerate() {
-            let sent = tg.sent(chat);
-            for m in sent.iter().skip(seen[i]) {
-                let mut text = m["text"].as_str().unwrap_or_default().to_string();
-                let buttons: Vec<String> = m["reply_markup"]["inline_keyboard"][0]
-                    .as_array()
-                    .map(|row| row.iter().filter_map(|b| b["text"].as_str()).map(|b| format!("[{b}]")).collect())
-                    .unwrap_or_default();
-                if !buttons.is_empty() {
-                    text.push('\n');
-                    text.push_str(&buttons.join(" "));
-                }
-                t.line(if chat == TRADER { "🤖" } else { "🤖→stranger" }, &text);
+/// `demo --interactive`: the trader's keyboard is stdin.
+async fn play() -> anyhow::Result<()> {
+    let Started { stage, running, http, shutdown, printer, _dir } = start().await?;
+    let t = Arc::clone(&stage.t);
+    t.step("Your turn: you are the trader");
+    println!(
+        "Type bot commands (/help, /status, /refresh, /pause, /resume, /account, /token …) and see the replies.\n\
+         Also: `press <button text>` taps a button on the last message that has it, `web` mints a token on\n\
+         \"Dhan Web\" (yours is revoked), `outage` makes Dhan fail the next 3 mints, `http` fetches the token\n\
+         like a trading program (GET http://{http}/token), `quit` (or Ctrl-D) stops."
+    );
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    // A plain thread: a blocking read must not hold up the runtime.
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
             }
-            seen[i] = sent.len();
         }
+    });
+    let client = reqwest::Client::new();
+    while let Some(line) = rx.recv().await {
+        let line = line.trim();
+        match line.split_once(' ').map_or((line, ""), |(a, b)| (a, b.trim())) {
+            ("", _) => {}
+            ("quit" | "exit" | "q", _) => break,
+            ("web", _) => {
+                stage.sim.mint_elsewhere();
+                stage.sim.reset_cooldown();
+                t.line("⚙", "someone minted a token on Dhan Web: the daemon's token is dead; watch it notice");
+            }
+            ("outage", _) => {
+                stage.sim.inject("generateAccessToken", Fault::Status { status: 500 }, 3);
+                t.line("⚙", "Dhan will fail the next 3 mints; try /refresh or wait for the rotation");
+            }
+            ("http", _) => match client.get(format!("http://{http}/token")).bearer_auth(HTTP_TOKEN).send().await {
+                Ok(r) => {
+                    let status = r.status();
+                    let body: serde_json::Value = r.json().await.unwrap_or_default();
+                    t.line(
+                        "⚙",
+                        &format!("GET /token → {status}, expiring {}", body["expiry_time"].as_str().unwrap_or("?")),
+                    );
+                }
+                Err(e) => t.line("⚙", &format!("GET /token failed: {e}")),
+            },
+            ("press", label) => match find_button(&stage.tg.sent(TRADER), label) {
+                Some((message_id, data)) => {
+                    t.line("👤", &format!("(taps [{label}])"));
+                    stage.tg.inject_callback(TRADER, TRADER, message_id, &data);
+                }
+                None => t.line("⚙", &format!("no button containing {label:?} on the bot's messages")),
+            },
+            _ => {
+                t.line("👤", line);
+                stage.tg.inject_text(TRADER, TRADER, line);
+            }
+        }
+    }
+    shutdown.cancel();
+    running.join().await;
+    let _ = printer.await;
+    t.flush();
+    println!("\nBye. `dhan-keeper init` writes a config template for the real thing.");
+    Ok(())
+}
+
+/// The newest message with a button whose text contains `label` (case-insensitive): its id and
+/// the button's callback data.
+fn find_button(sent: &[serde_json::Value], label: &str) -> Option<(i64, String)> {
+    let label = label.to_lowercase();
+    sent.iter().rev().find_map(|m| {
+        let row = m["reply_markup"]["inline_keyboard"].as_array()?;
+        let b = row.iter().flat_map(|r| r.as_array().into_iter().flatten()).find(|b| {
+            b["text"].as_str().is_some_and(|t| t.to_lowercase().contains(&label)) && b["callback_data"].is_string()
+        })?;
+        Some((m["message_id"].as_i64()?, b["callback_data"].as_str()?.to_string()))
+    })
+}
+
+async fn print_bot(t: Arc<Transcript>, shutdown: CancellationToken) {
+    loop {
+        t.flush();
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(Duration::from_millis(20)) => {}
@@ -253,6 +411,8 @@ async fn watch_file(path: std::path::PathBuf, clock: SharedClock, gap: Arc<Atomi
 
 fn write_config(dir: &Path, sim: &DhanSim, tg: &TelegramSim, s: &SimConfig) -> anyhow::Result<Config> {
     let path = dir.join("dhan_config.json");
+    // Rotation 20 s before a 30 s expiry leaves room for the outage's three failed mints, 3 s
+    // apart, with 10 s to spare before the token would lapse.
     let body = serde_json::json!({
         "client_id": s.client_id, "pin": s.pin, "totp_secret": s.totp_secret,
         "api_key": s.api_key, "api_secret": s.api_secret,
@@ -261,9 +421,9 @@ fn write_config(dir: &Path, sim: &DhanSim, tg: &TelegramSim, s: &SimConfig) -> a
         "telegram_api_url": tg.url(),
         "http_listen": "127.0.0.1:0", "http_token": HTTP_TOKEN,
         "market_hours": "off",
-        "refresh_before": "15s", "alert_before": "12s", "final_alert_before": "5s",
+        "refresh_before": "20s", "alert_before": "16s", "final_alert_before": "5s",
         "mint_cooldown": format!("{}s", COOLDOWN.as_secs()),
-        "retry_min": "500ms", "retry_max": "2s", "verify_every": "2s",
+        "retry_min": "500ms", "retry_max": "2s", "verify_every": "2s", "reprobe_after": "1s",
     });
     std::fs::write(&path, body.to_string())?;
     set_private(&path)?;
@@ -290,4 +450,21 @@ fn file_mode(p: &Path) -> u32 {
 #[cfg(not(unix))]
 fn file_mode(_: &Path) -> u32 {
     0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_button_is_found_on_the_newest_message_that_has_it() {
+        let sent = vec![
+            serde_json::json!({"message_id": 1, "reply_markup": {"inline_keyboard": [[{"text": "🔄 Refresh now", "callback_data": "refresh"}]]}}),
+            serde_json::json!({"message_id": 2, "text": "no buttons"}),
+            serde_json::json!({"message_id": 3, "reply_markup": {"inline_keyboard": [[{"text": "Open login", "url": "http://x"}, {"text": "🔄 Refresh now", "callback_data": "refresh:2"}]]}}),
+        ];
+        assert_eq!(find_button(&sent, "refresh"), Some((3, "refresh:2".to_string())));
+        assert_eq!(find_button(&sent, "open login"), None, "a URL button cannot be tapped from here");
+        assert_eq!(find_button(&sent, "pause"), None);
+    }
 }

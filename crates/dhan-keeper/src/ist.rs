@@ -5,7 +5,7 @@
 //! the machine's local time is the classic 5h30m bug, so every conversion lives here and every
 //! stored instant carries its offset.
 
-use chrono::{DateTime, FixedOffset, NaiveDateTime, TimeZone};
+use chrono::{DateTime, FixedOffset, NaiveDateTime, TimeZone, Timelike};
 
 /// The IST offset, +05:30.
 pub fn offset() -> FixedOffset {
@@ -42,9 +42,12 @@ pub fn naive_string(t: &DateTime<FixedOffset>) -> String {
     to_ist(t).format("%Y-%m-%dT%H:%M:%S").to_string()
 }
 
-/// A short human form for messages: `26 Nov 08:30 IST`.
+/// A short human form for messages: `Thu 26 Nov 08:30 IST`, with the seconds when they are not
+/// zero (`Thu 26 Nov 08:30:12 IST`): a token minted by API expires to the second, and in the demo
+/// the story runs in seconds.
 pub fn human(t: &DateTime<FixedOffset>) -> String {
-    to_ist(t).format("%a %d %b %H:%M IST").to_string()
+    let t = to_ist(t);
+    if t.second() == 0 { t.format("%a %d %b %H:%M IST") } else { t.format("%a %d %b %H:%M:%S IST") }.to_string()
 }
 
 /// To the second, for waits measured in seconds: `Thu 26 Nov 08:30:05 IST`.
@@ -52,12 +55,21 @@ pub fn human_secs(t: &DateTime<FixedOffset>) -> String {
     to_ist(t).format("%a %d %b %H:%M:%S IST").to_string()
 }
 
-/// A compact duration for humans: `23h 59m`, `4m 10s`, `12s`.
+/// [`human`] with the year, for instants far from `now` (over 180 days): `Sat 26 Nov 2027 08:30 IST`.
+pub fn human_far<Tz: TimeZone>(t: &DateTime<FixedOffset>, now: &DateTime<Tz>) -> String {
+    let far = (t.timestamp() - now.timestamp()).abs() > 180 * 86_400;
+    if far { to_ist(t).format("%a %d %b %Y %H:%M IST").to_string() } else { human(t) }
+}
+
+/// A compact duration for humans: `364d 23h`, `23h 59m`, `4m 10s`, `12s`. Days from 48 hours on,
+/// so a 12-month API key does not read as `8759h 59m`.
 pub fn human_duration(d: chrono::Duration) -> String {
     let secs = d.num_seconds();
     let (sign, secs) = if secs < 0 { ("-", -secs) } else { ("", secs) };
     let (h, m, s) = (secs / 3600, (secs % 3600) / 60, secs % 60);
-    if h > 0 {
+    if h >= 48 {
+        format!("{sign}{}d {:02}h", h / 24, h % 24)
+    } else if h > 0 {
         format!("{sign}{h}h {m:02}m")
     } else if m > 0 {
         format!("{sign}{m}m {s:02}s")
@@ -108,5 +120,16 @@ mod tests {
         assert_eq!(human_duration(chrono::Duration::seconds(250)), "4m 10s");
         assert_eq!(human_duration(chrono::Duration::seconds(7)), "7s");
         assert_eq!(human_duration(chrono::Duration::seconds(-65)), "-1m 05s");
+        assert_eq!(human_duration(chrono::Duration::hours(47)), "47h 00m");
+        assert_eq!(human_duration(chrono::Duration::hours(365 * 24 - 1)), "364d 23h");
+    }
+
+    #[test]
+    fn seconds_show_when_they_matter_and_the_year_when_far() {
+        let t = parse_naive_ist("2026-11-26T08:30:12").expect("parses");
+        assert_eq!(human(&t), "Thu 26 Nov 08:30:12 IST");
+        let later = parse_naive_ist("2027-11-26T08:30:00").expect("parses");
+        assert_eq!(human_far(&later, &t), "Fri 26 Nov 2027 08:30 IST");
+        assert_eq!(human_far(&t, &t), "Thu 26 Nov 08:30:12 IST");
     }
 }

@@ -53,3 +53,5 @@ pub mod telegram;
 pub mod telemetry;
 pub mod token;
 pub mod totp;
+mod transport;
+mod watch;

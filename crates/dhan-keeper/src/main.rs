@@ -20,6 +20,9 @@ struct Args {
     /// Log line format on stderr (filter with RUST_LOG).
     #[arg(long, global = true, value_enum, default_value_t)]
     log_format: telemetry::LogFormat,
+    /// Time zone of log timestamps (IST is written with its +05:30 offset).
+    #[arg(long, global = true, value_enum, default_value_t)]
+    log_time: telemetry::LogTime,
     #[command(subcommand)]
     command: Command,
 }
@@ -28,8 +31,30 @@ struct Args {
 enum Command {
     #[command(flatten)]
     WithConfig(ConfigCommand),
+    /// Show the saved token's state and what the daemon knows about it (no network). Exit 0 only
+    /// when it is valid and Dhan has not rejected it.
+    Status {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        file: TokenFileArg,
+    },
+    /// Print the saved access token for scripts. Exit 1 when there is none, it expired, or Dhan
+    /// rejected it.
+    Token {
+        #[command(flatten)]
+        file: TokenFileArg,
+    },
+    /// Write a private (0600) config template to --config [default: ./dhan_config.json]. Never
+    /// overwrites.
+    Init,
     /// Run the whole flow against a built-in simulator: no credentials, no network.
-    Demo,
+    Demo {
+        /// Be the trader: type bot commands and see the replies (same simulators, no script).
+        #[arg(long, short)]
+        interactive: bool,
+    },
     /// Print a shell completion script: `dhan-keeper completions bash > /etc/bash_completion.d/dhan-keeper`.
     Completions {
         /// The shell.
@@ -45,14 +70,6 @@ enum ConfigCommand {
     Run,
     /// Validate the config, reach Dhan, and measure this machine's clock against Dhan's.
     Check,
-    /// Show the saved token's state (no network). Exit 0 only when it is valid.
-    Status {
-        /// Print JSON instead of text.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Print the saved access token for scripts. Exit 1 when there is none or it expired.
-    Token,
     /// Mint a new token now with TOTP + PIN and save it (kills the previous token).
     Refresh,
     /// Print the current TOTP code and its seconds left.
@@ -74,11 +91,21 @@ enum ConfigCommand {
     },
 }
 
+/// `--token-file`: read the token file directly, without the config (and its secrets).
+#[derive(clap::Args)]
+struct TokenFileArg {
+    /// The token file; the config is then not read at all, so a user who may not read the
+    /// secrets can still run this [env: DHAN_KEEPER_TOKEN_FILE]
+    #[arg(long, value_name = "PATH", env = "DHAN_KEEPER_TOKEN_FILE", hide_env = true)]
+    token_file: Option<PathBuf>,
+}
+
 fn main() -> ExitCode {
+    quiet_broken_pipe();
     let args = Args::parse();
     // The demo prints its own transcript (outages included, on purpose); only errors go to the log.
-    let default_filter = if matches!(args.command, Command::Demo) { "error" } else { "warn,dhan_keeper=info" };
-    telemetry::init(args.log_format, default_filter);
+    let default_filter = if matches!(args.command, Command::Demo { .. }) { "error" } else { "warn,dhan_keeper=info" };
+    telemetry::init(args.log_format, args.log_time, default_filter);
     // No core dumps (they would hold every secret), and descriptors to spare (see `harden`).
     let limits = dhan_keeper::harden::process_limits();
     tracing::debug!(?limits, "process limits");
@@ -88,7 +115,7 @@ fn main() -> ExitCode {
         );
     }
     match args.command {
-        Command::Demo => block_on(demo::run()),
+        Command::Demo { interactive } => block_on(demo::run(interactive)),
         Command::Completions { shell } => {
             // Into a buffer first: the generator panics on a write error such as a closed pipe.
             let mut script = Vec::new();
@@ -102,29 +129,76 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::WithConfig(command) => match Config::load(args.config) {
+        Command::Init => cli::init(args.config.as_deref()),
+        Command::Status { json, file } => match target(file, args.config) {
+            Ok(t) => cli::status(&t, &SystemClock, json),
+            Err(code) => code,
+        },
+        Command::Token { file } => match target(file, args.config) {
+            Ok(t) => cli::token(&t, &SystemClock),
+            Err(code) => code,
+        },
+        Command::WithConfig(command) => match load(args.config) {
             Ok(cfg) => run(command, &cfg),
-            Err(e) => {
-                eprintln!("error: {e}");
-                match e {
-                    ConfigError::Unreadable { .. } => ExitCode::FAILURE,
-                    _ => ExitCode::from(2),
-                }
-            }
+            Err(code) => code,
         },
     }
 }
 
-fn run(command: ConfigCommand, cfg: &Config) -> ExitCode {
+fn load(path: Option<PathBuf>) -> Result<Config, ExitCode> {
+    Config::load(path).map_err(|e| {
+        eprintln!("error: {e}");
+        match e {
+            ConfigError::Unreadable { .. } => ExitCode::FAILURE,
+            _ => ExitCode::from(2),
+        }
+    })
+}
+
+/// The token file `status`/`token` look at: `--token-file` as given, else the config's.
+fn target(file: TokenFileArg, config: Option<PathBuf>) -> Result<cli::Target, ExitCode> {
+    if let Some(token_file) = file.token_file {
+        return Ok(cli::Target { token_file, mode: None });
+    }
+    let cfg = load(config)?;
+    warn_once(&cfg);
+    Ok(cli::Target { token_file: cfg.token_file.clone(), mode: Some(cfg.mode()) })
+}
+
+fn warn_once(cfg: &Config) {
     for w in &cfg.warnings {
         tracing::warn!("{w}");
+    }
+}
+
+/// `dhan-keeper check | head -1`: once the reader has gone, stop quietly. Rust ignores SIGPIPE,
+/// so a write to a closed pipe fails and `println!` panics (an abort in the release build); this
+/// turns exactly that panic into a quiet exit, as a SIGPIPE would have been.
+fn quiet_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if msg.contains("failed printing to std") && msg.contains("Broken pipe") {
+            std::process::exit(0);
+        }
+        default(info);
+    }));
+}
+
+fn run(command: ConfigCommand, cfg: &Config) -> ExitCode {
+    // `check` prints the warnings itself; logging them as well would say everything twice.
+    if !matches!(command, ConfigCommand::Check) {
+        warn_once(cfg);
     }
     let clock = SystemClock;
     match command {
         ConfigCommand::Run => block_on(run_daemon(cfg.clone())),
         ConfigCommand::Check => block_on(cli::check(cfg, &clock)),
-        ConfigCommand::Status { json } => cli::status(cfg, &clock, json),
-        ConfigCommand::Token => cli::token(cfg, &clock),
         ConfigCommand::Totp => cli::totp(cfg, &clock),
         ConfigCommand::Calendar { segment, from, days, json } => {
             cli::calendar(cfg, &clock, segment.as_deref(), from.as_deref(), days, json)

@@ -49,6 +49,19 @@ pub struct CredentialStop {
     pub config_id: String,
 }
 
+/// What the daemon last learnt from Dhan about the token in the token file, so `status` and
+/// `token` (separate processes) can tell a token Dhan rejects from a valid one. The token is named
+/// by its expiry, never stored here.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TokenHealth {
+    /// Expiry of the token this is about.
+    pub expires_at: DateTime<FixedOffset>,
+    /// Whether Dhan accepted it the last time it was asked.
+    pub accepted: bool,
+    /// When that was.
+    pub checked_at: DateTime<FixedOffset>,
+}
+
 /// The persisted daemon state.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -70,6 +83,8 @@ pub struct DaemonState {
     pub ip_alerted_on: Option<chrono::NaiveDate>,
     /// The calendar data end already announced on Telegram (announced once per end date).
     pub calendar_notice_for: Option<chrono::NaiveDate>,
+    /// Dhan's verdict on the current token (absent: never checked, or an older daemon).
+    pub token_health: Option<TokenHealth>,
 }
 
 impl DaemonState {
@@ -135,6 +150,13 @@ impl StateFile {
             }
         };
         Self { path, inner: Mutex::new(state) }
+    }
+
+    /// Reads the state another process (the daemon) keeps, for `status`, `token` and `check`:
+    /// read-only, so an unreadable file is "nothing known" and is left where it is.
+    pub fn peek(token_file: &Path) -> Option<DaemonState> {
+        let bytes = std::fs::read(Self::path_for(token_file)).ok()?;
+        serde_json::from_slice(&bytes).ok()
     }
 
     /// A copy of the current state.

@@ -103,6 +103,17 @@ pub async fn check(cfg: &Config, clock: &dyn Clock) -> ExitCode {
         failed = true;
     }
 
+    let mut local = vec![super::preflight::token_dir(&cfg.token_file)];
+    local.extend(
+        cfg.on_refresh.as_deref().and_then(|argv| super::preflight::hook(argv, std::env::var_os("PATH").as_deref())),
+    );
+    local.extend(super::preflight::http_token(cfg));
+    for l in &local {
+        let mark = if l.ok { "✅" } else { "❌" };
+        println!("{mark} {:<11} {}", l.label, l.text);
+        failed |= !l.ok;
+    }
+
     let store = TokenStore::new(&cfg.token_file);
     let now = clock.now();
     let token = match store.load() {
@@ -195,6 +206,14 @@ pub async fn check(cfg: &Config, clock: &dyn Clock) -> ExitCode {
             Ok(ip) => println!("✅ Static IP   {}", ip.summary()),
             Err(e) => println!("⚠️  Static IP   could not read it from Dhan: {e}"),
         }
+    }
+    let last_mint = crate::state::StateFile::peek(&cfg.token_file)
+        .and_then(|s| s.last_mint_at)
+        .map(|t| t.with_timezone(&chrono::Utc));
+    println!("\nThe plan");
+    let saved = store.load().ok().flatten();
+    for l in super::preflight::plan(cfg, saved.as_ref(), last_mint, clock.now()) {
+        println!("   {l}");
     }
     if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS }
 }

@@ -1,92 +1,262 @@
-//! `status` and `token`: what the token file holds, without touching the network.
+//! `status` and `token`: what the token file holds and what the daemon knows about it, without
+//! touching the network.
+//!
+//! The token file alone cannot tell a valid token from one Dhan has already rejected (revoked by a
+//! Dhan-Web login, say): both have a future expiry. The daemon writes Dhan's last verdict into its
+//! state file (`<token file>.state`, [`crate::state::TokenHealth`]), so these commands read both
+//! and never show ✅, or print a token with exit 0, for a token Dhan refused. They need only the
+//! token file's path (`--token-file`), not the config with the secrets, so the trader's own user
+//! can run them while the daemon runs as a service user. Advice depends on whether a daemon holds
+//! the lock: "run `dhan-keeper refresh`" cannot work while `run` holds it.
 
+use std::fs::{File, TryLockError};
+use std::io::Read;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use chrono::{DateTime, Utc};
 use serde_json::json;
 
 use crate::clock::Clock;
-use crate::config::Config;
 use crate::ist;
+use crate::state::{StateFile, TokenHealth};
 use crate::token::{StoreError, Token, TokenStore};
 
-/// `dhan-keeper status [--json]`. Exit 0 when a valid token is on disk, 1 otherwise.
-pub fn status(cfg: &Config, clock: &dyn Clock, as_json: bool) -> ExitCode {
-    let store = TokenStore::new(&cfg.token_file);
+/// What `status` and `token` look at.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// The token file.
+    pub token_file: PathBuf,
+    /// The mode from the config, when a config was read (`--token-file` alone has none).
+    pub mode: Option<crate::config::Mode>,
+}
+
+/// What the token file's token amounts to, all things considered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// Unexpired, and Dhan did not reject it at the last check (or there was none).
+    Valid,
+    /// Unexpired, but Dhan rejected it at the last check.
+    Rejected,
+    /// Past its expiry.
+    Expired,
+}
+
+impl Verdict {
+    fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Valid => "valid",
+            Verdict::Rejected => "rejected",
+            Verdict::Expired => "expired",
+        }
+    }
+}
+
+/// Decides the verdict: pure, table-tested.
+pub(crate) fn verdict(token: &Token, health: Option<&TokenHealth>, now: DateTime<Utc>) -> Verdict {
+    if token.is_expired(now) {
+        return Verdict::Expired;
+    }
+    // The verdict is about this token only if it names the same one (by expiry).
+    match health.filter(|h| h.expires_at == token.expires_at) {
+        Some(h) if !h.accepted => Verdict::Rejected,
+        _ => Verdict::Valid,
+    }
+}
+
+/// Who holds the daemon's lock (`<token file>.lock`), if anyone: e.g. `pid 4242 running
+/// `dhan-keeper run``. Takes a shared lock for a moment and writes nothing.
+pub(crate) fn lock_holder(token_file: &Path) -> Option<String> {
+    let mut name = token_file.file_name().map(|n| n.to_os_string()).unwrap_or_else(|| "dhan_token.json".into());
+    name.push(".lock");
+    let mut file = File::open(token_file.with_file_name(name)).ok()?;
+    match file.try_lock_shared() {
+        Ok(()) => None,
+        Err(TryLockError::WouldBlock) => {
+            let mut note = String::new();
+            let _ = file.read_to_string(&mut note);
+            let note = note.trim();
+            Some(if note.is_empty() { "another process".to_string() } else { note.to_string() })
+        }
+        Err(TryLockError::Error(_)) => None,
+    }
+}
+
+fn health_of(token_file: &Path) -> Option<TokenHealth> {
+    StateFile::peek(token_file)?.token_health
+}
+
+/// What to do about a missing, expired or rejected token, given who holds the lock.
+fn advice(holder: Option<&str>) -> String {
+    match holder {
+        Some(h) => format!("the running daemon ({h}) is getting a new one; see its log or the Telegram chat"),
+        None => "no daemon is running: start `dhan-keeper run`, or mint one with `dhan-keeper refresh`".into(),
+    }
+}
+
+/// `dhan-keeper status [--json]`. Exit 0 only when a token Dhan has not rejected is on disk.
+pub fn status(target: &Target, clock: &dyn Clock, as_json: bool) -> ExitCode {
+    let store = TokenStore::new(&target.token_file);
     let now = clock.now();
     let loaded = store.load();
+    let health = health_of(&target.token_file);
+    let holder = lock_holder(&target.token_file);
     let (state, token, error) = match &loaded {
-        Ok(Some(t)) if t.is_expired(now) => ("expired", Some(t), None),
-        Ok(Some(t)) => ("valid", Some(t), None),
+        Ok(Some(t)) => (verdict(t, health.as_ref(), now).as_str(), Some(t), None),
         Ok(None) => ("missing", None, None),
         Err(e @ StoreError::Corrupt { .. }) => ("corrupt", None, Some(e.to_string())),
         Err(e) => ("unreadable", None, Some(e.to_string())),
     };
+    let checked = health.as_ref().filter(|h| token.is_some_and(|t| t.expires_at == h.expires_at));
+    let mode = target.mode.map(|m| match m {
+        crate::config::Mode::Automatic => "automatic",
+        crate::config::Mode::Consent => "consent",
+    });
     if as_json {
         let v = json!({
             "token_file": store.path(),
             "state": state,
-            "mode": match cfg.mode() { crate::config::Mode::Automatic => "automatic", crate::config::Mode::Consent => "consent" },
+            "mode": mode,
             "client_id": token.and_then(|t| t.client_id.clone()),
             "expires_at": token.map(|t| ist::to_ist(&t.expires_at).to_rfc3339()),
             "expiry_time": token.map(|t| ist::naive_string(&t.expires_at)),
             "seconds_left": token.map(|t| t.remaining(now).num_seconds().max(0)),
             "obtained_at": token.and_then(|t| t.obtained_at.map(|o| o.to_rfc3339())),
             "source": token.and_then(|t| t.source.map(|s| s.to_string())),
+            "dhan_accepted": checked.map(|h| h.accepted),
+            "checked_at": checked.map(|h| h.checked_at.to_rfc3339()),
+            "daemon": holder,
             "error": error,
         });
-        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        super::out(&serde_json::to_string_pretty(&v).unwrap_or_default());
     } else {
-        println!("Token file  {}", store.path().display());
-        println!("Mode        {}", cfg.mode());
+        super::out(&format!("Token file  {}", store.path().display()));
+        if let Some(m) = &target.mode {
+            super::out(&format!("Mode        {m}"));
+        }
+        super::out(&format!("Daemon      {}", holder.as_deref().unwrap_or("not running (no process holds the lock)")));
         match (state, token) {
-            ("valid", Some(t)) => print_token(t, "✅ valid", ist::human_duration(t.remaining(now)) + " left"),
+            ("valid", Some(t)) => print_token(t, "✅ valid", ist::human_duration(t.remaining(now)) + " left", checked),
+            ("rejected", Some(t)) => {
+                print_token(
+                    t,
+                    "❌ rejected by Dhan",
+                    "revoked, e.g. by a newer token minted elsewhere".into(),
+                    checked,
+                );
+                super::out(&format!("Next        {}", advice(holder.as_deref())));
+            }
             ("expired", Some(t)) => {
-                print_token(t, "❌ expired", format!("{} ago", ist::human_duration(-t.remaining(now))));
+                print_token(t, "❌ expired", format!("{} ago", ist::human_duration(-t.remaining(now))), None);
+                super::out(&format!("Next        {}", advice(holder.as_deref())));
             }
             ("missing", _) => {
-                println!("State       ⚪ no token yet; run `dhan-keeper refresh` (automatic mode) or start the bot")
+                super::out("State       ⚪ no token yet");
+                super::out(&format!("Next        {}", advice(holder.as_deref())));
             }
-            _ => println!("State       ❌ {state}: {}", error.unwrap_or_default()),
+            _ => super::out(&format!("State       ❌ {state}: {}", error.unwrap_or_default())),
         }
     }
     if state == "valid" { ExitCode::SUCCESS } else { ExitCode::FAILURE }
 }
 
-fn print_token(t: &Token, state: &str, left: String) {
-    println!("State       {state} ({left})");
-    println!("Expires     {} ({})", ist::human(&t.expires_at), ist::to_ist(&t.expires_at).to_rfc3339());
+fn print_token(t: &Token, state: &str, left: String, checked: Option<&TokenHealth>) {
+    super::out(&format!("State       {state} ({left})"));
+    super::out(&format!("Expires     {} ({})", ist::human(&t.expires_at), ist::to_ist(&t.expires_at).to_rfc3339()));
     if let Some(o) = &t.obtained_at {
         let via = t.source.map(|s| format!(" via {s}")).unwrap_or_default();
-        println!("Obtained    {}{via}", ist::human(o));
+        super::out(&format!("Obtained    {}{via}", ist::human(o)));
+    }
+    if let Some(h) = checked {
+        let said = if h.accepted { "accepted it" } else { "REJECTED it" };
+        super::out(&format!("Dhan        {said} at {}", ist::human(&h.checked_at)));
     }
     if let Some(c) = &t.client_id {
-        println!("Client      {c}");
+        super::out(&format!("Client      {c}"));
     }
 }
 
-/// `dhan-keeper token`: prints the access token for scripts; exit 1 when there is none usable.
-pub fn token(cfg: &Config, clock: &dyn Clock) -> ExitCode {
-    let store = TokenStore::new(&cfg.token_file);
+/// `dhan-keeper token`: prints the access token for scripts; exit 1 when there is none usable
+/// (missing, expired, or rejected by Dhan at the daemon's last check).
+pub fn token(target: &Target, clock: &dyn Clock) -> ExitCode {
+    let store = TokenStore::new(&target.token_file);
+    let now = clock.now();
+    let path = store.path().display();
     match store.load() {
-        Ok(Some(t)) if !t.is_expired(clock.now()) => {
-            println!("{}", t.access_token.expose());
-            ExitCode::SUCCESS
-        }
-        Ok(Some(t)) => {
-            eprintln!(
-                "error: the token in {} expired at {}; run `dhan-keeper refresh` or check the daemon",
-                store.path().display(),
-                ist::human(&t.expires_at)
-            );
-            ExitCode::FAILURE
-        }
+        Ok(Some(t)) => match verdict(&t, health_of(&target.token_file).as_ref(), now) {
+            Verdict::Valid => {
+                super::out(t.access_token.expose());
+                ExitCode::SUCCESS
+            }
+            Verdict::Rejected => {
+                let holder = lock_holder(&target.token_file);
+                eprintln!("error: Dhan rejected the token in {path} (revoked); {}", advice(holder.as_deref()));
+                ExitCode::FAILURE
+            }
+            Verdict::Expired => {
+                let holder = lock_holder(&target.token_file);
+                eprintln!(
+                    "error: the token in {path} expired at {}; {}",
+                    ist::human(&t.expires_at),
+                    advice(holder.as_deref())
+                );
+                ExitCode::FAILURE
+            }
+        },
         Ok(None) => {
-            eprintln!("error: no token in {}; run `dhan-keeper refresh` first", store.path().display());
+            let holder = lock_holder(&target.token_file);
+            eprintln!("error: no token in {path}; {}", advice(holder.as_deref()));
             ExitCode::FAILURE
         }
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::Secret;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).expect("time").with_timezone(&Utc)
+    }
+
+    #[test]
+    fn the_verdict_uses_what_dhan_said_about_this_token_only() {
+        let exp = ist::parse_naive_ist("2026-11-26T08:30:00").expect("time");
+        let other = ist::parse_naive_ist("2026-11-25T08:30:00").expect("time");
+        let t =
+            Token { access_token: Secret::new("x"), expires_at: exp, client_id: None, obtained_at: None, source: None };
+        let h = |expires_at, accepted| TokenHealth { expires_at, accepted, checked_at: exp };
+        let before = at("2026-11-26T01:00:00Z");
+        let after = at("2026-11-26T03:00:01Z");
+        let table = [
+            (None, before, Verdict::Valid),
+            (Some(h(exp, true)), before, Verdict::Valid),
+            (Some(h(exp, false)), before, Verdict::Rejected),
+            (Some(h(other, false)), before, Verdict::Valid), // about an older token
+            (Some(h(exp, true)), after, Verdict::Expired),
+            (Some(h(exp, false)), after, Verdict::Expired),
+        ];
+        for (health, now, want) in table {
+            assert_eq!(verdict(&t, health.as_ref(), now), want, "{health:?} at {now}");
+        }
+    }
+
+    #[test]
+    fn the_lock_holder_is_named_and_nothing_is_written() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("dhan_token.json");
+        assert_eq!(lock_holder(&file), None, "no lock file");
+        let held = crate::token::InstanceLock::acquire(&dir.path().join("dhan_token.json.lock"), "run").expect("lock");
+        let holder = lock_holder(&file).expect("held");
+        assert!(holder.starts_with("pid ") && holder.contains("run"), "{holder}");
+        assert!(advice(Some(&holder)).contains("running daemon"));
+        drop(held);
+        assert_eq!(lock_holder(&file), None);
+        assert!(advice(None).contains("dhan-keeper run"));
     }
 }

@@ -88,7 +88,8 @@ pub(super) fn load(explicit: Option<PathBuf>, env: &dyn Fn(&str) -> Option<Strin
     read_secret_files(&mut map, &mut problems);
     for key in map.keys() {
         if !KNOWN_KEYS.contains(&key.as_str()) {
-            warnings.push(format!("unknown key `{key}` in the config is ignored (check the spelling)"));
+            let hint = did_you_mean(key).map(|k| format!("did you mean `{k}`?")).unwrap_or("check the spelling".into());
+            warnings.push(format!("unknown key `{key}` in the config is ignored ({hint})"));
         }
     }
     let base_dir = if from_file {
@@ -154,9 +155,47 @@ fn parse_object(path: &Path, text: &str) -> Result<Map<String, Value>, ConfigErr
         Err(e) => Err(ConfigError::Syntax {
             path: path.to_path_buf(),
             // serde_json's message carries "at line L column C"; its text never quotes the input.
-            detail: e.to_string(),
+            detail: format!("{e}{}", python_hint(text)),
         }),
     }
+}
+
+/// A config written as a Python dict (`{'pin': '1234', 'x': True}`) is the commonest non-JSON
+/// config, since the original prototype was Python: say what JSON wants instead.
+fn python_hint(text: &str) -> &'static str {
+    let single_quoted_key = text.contains("{'") || text.contains(", '");
+    let python_words = [": True", ": False", ": None", ":True", ":False", ":None"].iter().any(|w| text.contains(w));
+    let lines_start_quoted = text.lines().any(|l| l.trim_start().starts_with('\''));
+    if single_quoted_key || python_words || lines_start_quoted {
+        " (this looks like a Python dict: JSON needs double quotes around keys and strings, and true/false/null instead of True/False/None)"
+    } else {
+        ""
+    }
+}
+
+/// The known key closest to `key` by edit distance, if it is close enough to be a typo.
+fn did_you_mean(key: &str) -> Option<&'static str> {
+    let key = key.to_ascii_lowercase();
+    KNOWN_KEYS
+        .iter()
+        .map(|k| (edit_distance(&key, k), *k))
+        .filter(|(d, k)| *d <= 2.max(k.len() / 4))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| k)
+}
+
+/// Levenshtein distance (small strings only: config keys).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            cur[j + 1] = (prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
 }
 
 fn kind(v: &Value) -> &'static str {
@@ -230,4 +269,31 @@ fn permission_warning(path: &Path) -> Option<String> {
 #[cfg(not(unix))]
 fn permission_warning(_: &Path) -> Option<String> {
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_misspelt_key_gets_the_nearest_known_one() {
+        let table = [
+            ("telegram_chatid", Some("telegram_chat_id")),
+            ("refresh_befor", Some("refresh_before")),
+            ("Token_File", Some("token_file")),
+            ("totp", None),
+            ("completely_unrelated_thing", None),
+        ];
+        for (typo, want) in table {
+            assert_eq!(did_you_mean(typo), want, "{typo}");
+        }
+    }
+
+    #[test]
+    fn a_python_dict_gets_the_json_hint() {
+        assert!(!python_hint("{'pin': '1234', 'debug': True}").is_empty());
+        assert!(!python_hint("{\"pin\": None}").is_empty());
+        assert!(!python_hint("{\n  'pin': '1234'\n}").is_empty());
+        assert!(python_hint("{\"pin\": \"1234\",}").is_empty(), "a trailing comma is not Python");
+    }
 }

@@ -338,14 +338,8 @@ impl DhanClient {
         if e.is_timeout() {
             return DhanError::Timeout { what, timeout: self.timeout };
         }
-        // Walk the source chain for a readable cause; never print the URL.
-        let e = e.without_url();
-        let mut detail = e.to_string();
-        let mut src = std::error::Error::source(&e);
-        while let Some(s) = src {
-            detail = format!("{detail}: {s}");
-            src = s.source();
-        }
+        // Plain words for the trader (the source chain goes to the debug log); never the URL.
+        let detail = crate::transport::describe_reqwest(&e.without_url());
         DhanError::Unreachable { what, detail }
     }
 

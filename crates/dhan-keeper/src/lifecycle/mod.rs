@@ -278,6 +278,7 @@ impl Keeper {
         // the disk allows.
         let saved = self.store.save(&token);
         *lock(&self.token) = Some(token.clone());
+        self.record_health(&token, true);
         self.state.update(|s| {
             s.alerted = None;
             s.credentials_refused = None;
@@ -418,6 +419,16 @@ impl Keeper {
     fn next_retry_fixed(&self, _live: &Live) -> Option<DateTime<Utc>> {
         let now = self.clock.now();
         crate::planner::next_retry(&self.snapshot(now), &self.policy)
+    }
+}
+
+impl Keeper {
+    /// Persists Dhan's verdict on `token` for `status` and `token`, which run as separate
+    /// processes: a token Dhan rejects is never shown valid.
+    fn record_health(&self, token: &Token, accepted: bool) {
+        let checked_at = ist::to_ist(&self.clock.now());
+        let health = crate::state::TokenHealth { expires_at: token.expires_at, accepted, checked_at };
+        self.state.update(|s| s.token_health = Some(health));
     }
 }
 

@@ -41,6 +41,7 @@ impl Keeper {
                         "reusing the saved token (Dhan accepts it)"
                     );
                 }
+                self.record_health(&tok, true);
                 if let Some(s) = self.live().suspect {
                     tracing::info!(
                         rejections = s.rejections,
@@ -103,6 +104,7 @@ impl Keeper {
             over = %ist::human_duration(now - first_at),
             "Dhan keeps rejecting the token: it was replaced elsewhere or revoked"
         );
+        self.record_health(tok, false);
         self.set_live(|l| {
             l.revoked = true;
             l.suspect = None;

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
     /// Another process holds it.
-    #[error("another dhan-keeper holds the lock {path} ({holder}); stop it first, or wait for it to finish")]
+    #[error("the lock {path} is held by {holder}; stop that process first, or wait for it to finish")]
     Held {
         /// The lock file.
         path: PathBuf,

@@ -74,7 +74,8 @@ async fn refresh_is_refused_while_another_process_holds_the_lock() {
     let _held = InstanceLock::acquire(&ws.dir.path().join("dhan_token.json.lock"), "run").expect("lock");
     let run = ws.run(&["refresh"]).await;
     assert_eq!(run.code, 1, "{run:?}");
-    assert!(run.stderr.contains("another dhan-keeper holds the lock"), "{run:?}");
+    assert!(run.stderr.contains("is held by pid") && run.stderr.contains("running `dhan-keeper run`"), "{run:?}");
+    assert_eq!(run.stderr.matches("dhan-keeper run").count(), 1, "the holder is named once: {run:?}");
     assert!(run.stderr.contains(&format!("pid {}", std::process::id())), "names the holder: {run:?}");
     assert_eq!(sim.mints(), 0);
 }

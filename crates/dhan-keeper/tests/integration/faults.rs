@@ -139,10 +139,21 @@ async fn a_deleted_or_unwritable_token_file_is_rewritten_and_no_token_is_lost() 
     let moved = s.ws.dir.path().join("store.moved");
     std::fs::rename(&store, &moved).expect("move the dir away");
     std::fs::write(&store, b"not a directory").expect("blocker");
-    // Past the test config's 100 ms mint window, counted from the end of the last attempt.
-    tokio::time::sleep(Duration::from_millis(150)).await;
-    s.ask(CHAT, "/refresh", "Getting a new token").await;
+    // The token directory is watched, so the restore above was immediate and this /refresh may
+    // land inside the 100 ms mint window: ask again after a "⏳" until a mint starts.
+    loop {
+        let before = s.texts(CHAT).len();
+        s.tg.inject_text(CHAT, CHAT, "/refresh");
+        let reply = eventually("the /refresh answer", || {
+            s.texts(CHAT).into_iter().skip(before).find(|t| t.contains("Getting a new token") || t.starts_with('⏳'))
+        })
+        .await;
+        if reply.contains("Getting a new token") {
+            break;
+        }
+    }
     s.wait_message(CHAT, "cannot be written").await;
+    eventually("the new token", || (s.sim.mints() >= 2).then_some(())).await;
     let active = s.sim.active_token().expect("Dhan issued a new token");
     assert_ne!(Value::String(active.clone()), first);
     // Nothing is lost: the new token is served and kept.

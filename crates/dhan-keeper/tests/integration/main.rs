@@ -9,6 +9,7 @@ mod config_errors;
 mod crash;
 mod daemon;
 mod faults;
+mod first_day;
 mod helpers;
 mod lifecycle;
 mod real_dhan;

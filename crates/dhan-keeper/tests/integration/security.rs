@@ -242,8 +242,11 @@ async fn a_fifo_at_the_token_path_never_freezes_anything() {
 
     let d = s.start();
     s.wait_message(CHAT, "New Dhan token").await;
-    std::fs::remove_file(s.ws.token_path()).expect("rm token");
-    mkfifo(&s.ws.token_path());
+    // Swapped in with a rename: the daemon watches the directory and would restore a deleted
+    // file before a FIFO could be made in its place.
+    let fifo = s.ws.dir.path().join("swap.fifo");
+    mkfifo(&fifo);
+    std::fs::rename(&fifo, s.ws.token_path()).expect("swap the FIFO in");
     eventually("the FIFO replaced by the token file", || {
         std::fs::symlink_metadata(s.ws.token_path()).ok().filter(|m| m.is_file()).map(|_| ())
     })
