@@ -30,6 +30,7 @@ pub async fn bind(
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/token", get(token))
+        .route("/events", crate::events::route(shutdown.clone()))
         .with_state(keeper);
     let task = tokio::spawn(async move {
         let serve = axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.cancelled().await });

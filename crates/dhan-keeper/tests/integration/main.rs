@@ -7,6 +7,7 @@ mod client;
 mod config_errors;
 mod crash;
 mod daemon;
+mod events;
 mod faults;
 mod helpers;
 mod lifecycle;
