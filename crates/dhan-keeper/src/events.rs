@@ -167,10 +167,12 @@ pub fn route(shutdown: CancellationToken) -> MethodRouter<Arc<Keeper>> {
     get(move |State(k): State<Arc<Keeper>>, headers: HeaderMap| stream(k, headers, shutdown.clone()))
 }
 
-/// Whether the request carries the `/token` bearer; the refusal otherwise.
-fn authorize(k: &Keeper, headers: &HeaderMap) -> Result<(), Response> {
+/// The refusal when the request lacks the `/token` bearer; `None` when it may go on.
+fn refusal(k: &Keeper, headers: &HeaderMap) -> Option<Response> {
     let Some(expected) = &k.cfg.http_token else {
-        return Err((StatusCode::NOT_FOUND, "GET /events is disabled: set http_token in the config\n").into_response());
+        return Some(
+            (StatusCode::NOT_FOUND, "GET /events is disabled: set http_token in the config\n").into_response(),
+        );
     };
     let presented = headers
         .get(header::AUTHORIZATION)
@@ -178,14 +180,16 @@ fn authorize(k: &Keeper, headers: &HeaderMap) -> Result<(), Response> {
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or_default();
     if crate::serve::constant_time_eq(presented.as_bytes(), expected.expose().as_bytes()) {
-        Ok(())
+        None
     } else {
-        Err((
-            StatusCode::UNAUTHORIZED,
-            [(header::WWW_AUTHENTICATE, "Bearer")],
-            "missing or wrong bearer token (Authorization: Bearer <http_token>)\n",
+        Some(
+            (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Bearer")],
+                "missing or wrong bearer token (Authorization: Bearer <http_token>)\n",
+            )
+                .into_response(),
         )
-            .into_response())
     }
 }
 
@@ -199,8 +203,8 @@ struct Reader {
 }
 
 async fn stream(k: Arc<Keeper>, headers: HeaderMap, shutdown: CancellationToken) -> Response {
-    if let Err(refusal) = authorize(&k, &headers) {
-        return refusal;
+    if let Some(refused) = refusal(&k, &headers) {
+        return refused;
     }
     let Ok(permit) = Arc::clone(&k.events.streams).try_acquire_owned() else {
         return (
