@@ -27,6 +27,7 @@ import http.client
 import json
 import logging
 import os
+import re
 import socket
 import threading
 import time
@@ -146,8 +147,10 @@ def _config_value(config: "str | os.PathLike[str] | None", key: str) -> Optional
 def _parse_time(value: Any) -> Optional[datetime]:
     if not isinstance(value, str) or not value:
         return None
+    # Python 3.10's fromisoformat takes exactly 3 or 6 fractional digits; Rust writes 1 to 9.
+    value = re.sub(r"\.(\d+)", lambda m: "." + (m.group(1) + "00000")[:6], value.strip().replace("Z", "+00:00"))
     try:
-        t = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        t = datetime.fromisoformat(value)
     except ValueError:
         return None
     # Naive times on Dhan's wire (and the prototype's `expiry_time`) are IST.
@@ -372,28 +375,36 @@ def _watch_file(callback: Callable[[Token], None], path: Path, kwargs: dict, int
             return None
         return (st.st_ino, st.st_mtime_ns, st.st_size)
 
+    def read() -> Optional[Token]:
+        try:
+            return load(**kwargs)
+        except NoValidToken as e:
+            log.debug("dhan_keeper.watch: %s", e)
+            return None
+
+    # The token in hand now is the baseline (not news unless `initial`); stamp first, so a
+    # change that lands while it is read is seen by the loop.
+    seen = stamp()
+    baseline = read() if seen is not None else None
+
     def run(w: Watch) -> None:
-        seen = None
-        first = True
-        while not w._stop.is_set():
+        nonlocal seen
+        if initial and baseline is not None:
+            w.token = None
+            _deliver(w, baseline, callback)
+        while not w._stop.wait(interval):
             now = stamp()
-            if now is not None and now != seen:
-                try:
-                    new = load(**kwargs)
-                    seen = now
-                except NoValidToken as e:
-                    # Mid-replacement or expired: look again next time.
-                    log.debug("dhan_keeper.watch: %s", e)
-                    new = None
-                if new is not None:
-                    if first and not initial:
-                        w.token = new
-                    else:
-                        _deliver(w, new, callback)
-                    first = False
-            w._stop.wait(interval)
+            if now is None or now == seen:
+                continue
+            # The keeper renames a complete file into place: a given inode + mtime never changes
+            # content, so one read per change is enough.
+            seen = now
+            new = read()
+            if new is not None:
+                _deliver(w, new, callback)
 
     w = Watch("dhan-keeper-watch", run)
+    w.token = baseline
     w._thread.start()
     return w
 
@@ -403,17 +414,21 @@ def _watch_events(
 ) -> Watch:
     parts = urllib.parse.urlsplit(base)
 
-    def fetch(w: Watch) -> Optional[Token]:
+    def fetch() -> Optional[Token]:
         try:
             return load(url=base, bearer=bearer, account=account)
         except NoValidToken as e:
             log.warning("dhan_keeper.watch: %s", e)
             return None
 
+    baseline = fetch()
+
     def run(w: Watch) -> None:
+        if initial and baseline is not None:
+            w.token = None
+            _deliver(w, baseline, callback)
         last_id: Optional[str] = None
         backoff = 0.2
-        first = True
         while not w._stop.is_set():
             conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port or 80, timeout=60)
             with w._lock:
@@ -429,31 +444,27 @@ def _watch_events(
                     raise OSError(f"HTTP {resp.status}")
                 backoff = 0.2
                 # Connected first, then read the token: nothing can fall in between.
-                current = fetch(w)
+                current = fetch()
                 if current is not None:
-                    if first and not initial:
-                        w.token = current
-                    else:
-                        _deliver(w, current, callback)
-                first = False
-                event, data_id = "message", None
+                    _deliver(w, current, callback)
+                event, event_id = "message", None
                 while not w._stop.is_set():
                     line = resp.readline()
                     if not line:
                         break
-                    line = line.rstrip(b"\r\n").decode("utf-8", "replace")
-                    if not line:
+                    text = line.rstrip(b"\r\n").decode("utf-8", "replace")
+                    if not text:
                         if event in ("token", "resync"):
-                            new = fetch(w)
+                            new = fetch()
                             if new is not None:
                                 _deliver(w, new, callback)
-                        if data_id:
-                            last_id = data_id
-                        event, data_id = "message", None
-                    elif line.startswith("event:"):
-                        event = line[6:].strip()
-                    elif line.startswith("id:"):
-                        data_id = line[3:].strip()
+                        if event_id:
+                            last_id = event_id
+                        event, event_id = "message", None
+                    elif text.startswith("event:"):
+                        event = text[6:].strip()
+                    elif text.startswith("id:"):
+                        event_id = text[3:].strip()
             except (OSError, http.client.HTTPException) as e:
                 if not w._stop.is_set():
                     log.debug("dhan_keeper.watch: %s/events: %s; reconnecting", base, e)
@@ -465,6 +476,7 @@ def _watch_events(
             backoff = min(backoff * 2, 5.0)
 
     w = Watch("dhan-keeper-events", run)
+    w.token = baseline
     w._thread.start()
     return w
 
@@ -507,7 +519,9 @@ def dhan_context(
             http_.access_token = t.access_token
             ctx.access_token = t.access_token
 
-    ctx.dhan_keeper_watch = watch(swap, interval=interval, **where)
+    # initial=True: whatever token is current once the watcher runs goes in, even one that
+    # replaced `first` in between.
+    ctx.dhan_keeper_watch = watch(swap, interval=interval, initial=True, **where)
     _retry_on_401(http_, lambda: load(**where), swap)
     return ctx
 

@@ -118,6 +118,26 @@ def test_watch_calls_back_once_per_new_token_and_stops(workdir):
     assert not w.running, "stop() ends the thread"
 
 
+def test_watch_reports_the_first_token_when_there_was_none(workdir):
+    path = workdir / "dhan_token.json"
+    got = []
+    with dhan_keeper.watch(lambda t: got.append(t.access_token), token_file=path) as w:
+        assert w.token is None
+        write_token(path, access="eyJ.first")
+        eventually("the callback", lambda: got == ["eyJ.first"])
+
+
+def test_times_with_nanoseconds_parse(workdir):
+    path = workdir / "dhan_token.json"
+    path.write_text(json.dumps({
+        "access_token": SECRET,
+        "expires_at": "2099-01-01T09:00:00.123456789+05:30",
+        "obtained_at": "2098-12-31T09:00:00.5+05:30",
+    }))
+    t = dhan_keeper.load(token_file=path)
+    assert t.expires_at.microsecond == 123456 and t.obtained_at is not None
+
+
 def test_a_failing_callback_does_not_end_the_watch(workdir):
     path = workdir / "dhan_token.json"
     write_token(path, access="eyJ.one")

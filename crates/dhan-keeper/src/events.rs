@@ -8,8 +8,10 @@
 //! arrives as an event, so nothing falls between the two.
 //!
 //! Why the pieces look the way they do:
-//! - Event ids are `<boot>-<generation>`, `boot` being random per process: a reader that
-//!   reconnects with `Last-Event-ID` gets the events it missed from a small ring, and a reader
+//! - Event ids are `<boot>-<generation>`, `boot` being random per process; a new stream starts
+//!   with the latest id (and no data). A reader that reconnects with `Last-Event-ID` (the
+//!   loopback endpoint closes every connection after a while) gets the events it missed from a
+//!   small ring, and a reader
 //!   whose id is from another run of the keeper, or too old for the ring, gets `event: resync`
 //!   (fetch `/token` again) instead of a silent gap.
 //! - Publishing is a `tokio::sync::broadcast` send: it never waits for a reader. A reader that
@@ -215,16 +217,26 @@ async fn stream(k: Arc<Keeper>, headers: HeaderMap, shutdown: CancellationToken)
             .into_response();
     };
     let last_id = headers.get("last-event-id").and_then(|v| v.to_str().ok());
-    let (rx, owed) = {
+    let (rx, owed, latest) = {
         let ring = lock(&k.events.ring);
-        (k.events.tx.subscribe(), resume(last_id, &k.events.boot, &ring))
+        let latest = ring.back().map_or(0, |e| e.generation);
+        (k.events.tx.subscribe(), resume(last_id, &k.events.boot, &ring), latest)
     };
+    let hello = Event::default().retry(Duration::from_secs(1)).comment("dhan-keeper events");
     let mut pending = VecDeque::new();
-    pending.push_back(Event::default().retry(Duration::from_secs(1)).comment("dhan-keeper events"));
     match owed {
-        Resume::Fresh => {}
-        Resume::Replay(missed) => pending.extend(missed.iter().map(|e| k.events.token_event(e))),
-        Resume::Resync => pending.push_back(k.events.resync_event("unknown Last-Event-ID")),
+        // The id (with no data) sets the reader's Last-Event-ID, so a reader cut off before the
+        // first token event still resumes without a gap.
+        Resume::Fresh => pending.push_back(hello.id(k.events.id(latest))),
+        // No id here: a reader cut off mid-replay must resume from where it really is.
+        Resume::Replay(missed) => {
+            pending.push_back(hello);
+            pending.extend(missed.iter().map(|e| k.events.token_event(e)));
+        }
+        Resume::Resync => {
+            pending.push_back(hello);
+            pending.push_back(k.events.resync_event("unknown Last-Event-ID"));
+        }
     }
     let reader = Reader { keeper: k, pending, rx, shutdown, _permit: permit };
     let events = futures_util::stream::unfold(reader, |mut r| async move {

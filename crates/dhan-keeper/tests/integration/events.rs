@@ -34,6 +34,8 @@ struct Stream {
     resp: reqwest::Response,
     buf: String,
     comments: usize,
+    /// The last `id:` seen, as a browser's `EventSource` keeps it (ids without data count).
+    last_id: Option<String>,
 }
 
 impl Stream {
@@ -49,7 +51,7 @@ impl Stream {
         let resp = Self::open(url, last_id).await;
         assert_eq!(resp.status(), 200, "GET /events");
         assert_eq!(resp.headers()["content-type"], "text/event-stream");
-        Self { resp, buf: String::new(), comments: 0 }
+        Self { resp, buf: String::new(), comments: 0, last_id: None }
     }
 
     /// The next event, waiting at most `limit`.
@@ -68,7 +70,10 @@ impl Stream {
                         let v = v.strip_prefix(' ').unwrap_or(v);
                         match k {
                             "event" => e.event = v.into(),
-                            "id" => e.id = v.into(),
+                            "id" => {
+                                e.id = v.into();
+                                self.last_id = Some(v.into());
+                            }
                             "data" => e.data.push_str(v),
                             _ => {}
                         }
@@ -155,11 +160,32 @@ async fn events_announce_rotations_without_the_token_and_resume_from_last_event_
     let live = back.next_token().await;
     assert_eq!(generation(&live), g1 + 2 + missed);
 
+    // A fresh stream starts with the latest id, so a reader cut off before any event still
+    // resumes without a gap.
+    let mut probe = Stream::connect(&url, None).await;
+    // The preamble comes at once; `next` reads it, then waits (briefly) for an event.
+    let _ = probe.next(Duration::from_millis(200)).await;
+    let start_id = probe.last_id.clone().expect("a fresh stream names the latest id before any event");
+    drop(probe);
+    let mints = s.sim.mints();
+    eventually("a rotation while no reader is connected", || (s.sim.mints() > mints).then_some(())).await;
+    let mut resumed = Stream::connect(&url, Some(&start_id)).await;
+    let e = resumed.next(Duration::from_millis(500)).await.expect("the missed event, at once");
+    assert_eq!(e.event, "token");
+    assert_eq!(
+        format!("{}-{}", start_id.rsplit_once('-').map(|(b, _)| b).unwrap_or_default(), generation(&e) - 1),
+        start_id,
+        "the event right after the id the fresh stream named"
+    );
+    drop(resumed);
+
     // An id from another run of the keeper (or too old) gets a resync, not a silent gap.
     let mut stranger = Stream::connect(&url, Some("0badc0de-3")).await;
     let e = stranger.next(Duration::from_secs(2)).await.expect("a resync event");
     assert_eq!(e.event, "resync", "{e:?}");
-    assert!(e.id.ends_with(&format!("-{}", generation(&live))), "resync carries the latest id: {e:?}");
+    let (boot, g) = e.id.rsplit_once('-').expect("id");
+    assert!(live.id.starts_with(&format!("{boot}-")), "this run's id: {e:?}");
+    assert!(g.parse::<u64>().expect("generation") >= generation(&live), "resync carries the latest id: {e:?}");
 
     // No token in any event.
     let tokens = s.sim.all_tokens();
@@ -202,7 +228,7 @@ async fn streams_are_bounded_and_do_not_hold_up_shutdown() {
         }
     };
     let again = tokio::time::timeout(Duration::from_secs(30), freed).await.expect("a place frees within 30 s");
-    open.push(Stream { resp: again, buf: String::new(), comments: 0 });
+    open.push(Stream { resp: again, buf: String::new(), comments: 0, last_id: None });
 
     // SIGTERM with every stream open: the streams end and the daemon exits promptly (stop asserts 10 s).
     let (code, elapsed, _) = s.stop(d).await;
