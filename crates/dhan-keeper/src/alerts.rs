@@ -110,15 +110,70 @@ pub fn failing(
     s
 }
 
-/// When Dhan rejects a token that should still be alive.
-pub fn revoked(mode: Mode) -> String {
-    let next = match mode {
-        Mode::Automatic => "Getting a new one now.",
-        Mode::Consent => "A login link follows.",
+/// When Dhan keeps rejecting a token that should still be alive (after the re-probes).
+pub fn revoked(mode: Mode, rejections: u32, over: chrono::Duration, next: Option<DateTime<Utc>>) -> String {
+    let next = match (mode, next) {
+        (Mode::Automatic, Some(t)) => {
+            format!("Getting a new one at {} (Dhan's mint window allowing).", ist::human_secs(&ist::to_ist(&t)))
+        }
+        (Mode::Automatic, None) => "Getting a new one now.".to_string(),
+        (Mode::Consent, _) => "A login link follows.".to_string(),
     };
     format!(
-        "🚫 <b>Dhan token revoked</b>: Dhan rejects a token that should still be valid; someone probably generated \
-         a new token elsewhere (Dhan Web or another script). {next}"
+        "🚫 <b>Dhan token revoked</b>: Dhan rejected a token that should still be valid {rejections} times over {}; \
+         someone probably generated a new token elsewhere (Dhan Web or another script). {next}",
+        ist::human_duration(over)
+    )
+}
+
+/// Dhan refused the PIN, client id or TOTP setup: automatic minting stops.
+pub fn credentials_stopped(error: &str, token_left: Option<chrono::Duration>) -> String {
+    let mut s = format!(
+        "🔐 <b>Dhan refused the credentials</b>: {}\nAutomatic minting is <b>stopped</b> for this account so Dhan does \
+         not lock it after repeated wrong PINs. Fix <code>pin</code>, <code>totp_secret</code> or <code>client_id</code> \
+         in the config and restart (the stop lifts when they change), or press Refresh to try once more.",
+        escape(error)
+    );
+    if let Some(left) = token_left {
+        s.push_str(&format!("\nThe current token still has {} left.", ist::human_duration(left)));
+    }
+    s
+}
+
+/// Dhan refused a mint inside its window while the trader needs a token.
+pub fn mint_refused(cooldown: std::time::Duration, next: DateTime<Utc>) -> String {
+    format!(
+        "⏳ <b>Dhan refused a new token</b>: it allows one every 2 minutes and a refusal restarts that window. \
+         Waiting the full {}; next attempt at {}.",
+        humantime::format_duration(cooldown),
+        ist::human_secs(&ist::to_ist(&next))
+    )
+}
+
+/// The next attempt comes after the current token's expiry.
+pub fn gap(next: DateTime<Utc>, expires: DateTime<Utc>) -> String {
+    format!(
+        "⚠️ <b>The token will expire before the next attempt</b>: it expires {} and the next attempt to replace it \
+         is {}. Press Refresh to try now.",
+        ist::human_secs(&ist::to_ist(&expires)),
+        ist::human_secs(&ist::to_ist(&next))
+    )
+}
+
+/// A pasted Dhan Web (`SELF`) token was replaced by an `APP` token.
+pub fn replaced_web_token() -> String {
+    "\nℹ️ This replaces the Dhan Web token you pasted (Dhan would not renew it); the new one is an API (APP) token, \
+     which Dhan's 200-level depth feed does not accept."
+        .to_string()
+}
+
+/// Dhan says API orders from this machine will be refused.
+pub fn orders_refused(s: &crate::dhan::IpStatus) -> String {
+    format!(
+        "🌐 <b>Dhan will refuse API orders from this machine</b>: {}.\nRegister this address as your primary or \
+         secondary static IP on Dhan Web (DhanHQ Trading APIs → Static IP; a change locks it for 7 days), or run \
+         your strategies from a registered address. Tokens are not affected.",
+        escape(&s.summary())
     )
 }
 
@@ -142,9 +197,10 @@ pub fn saved_again(path: &std::path::Path) -> String {
     format!("💾 The token file is written again: {}", escape(&path.display().to_string()))
 }
 
-/// When `on_refresh` fails.
-pub fn hook_failed(error: &str) -> String {
-    format!("⚠️ The new token is saved, but the on_refresh command failed: {}", escape(error))
+/// When `on_refresh` fails; `saved` says whether the token file holds the new token.
+pub fn hook_failed(error: &str, saved: bool) -> String {
+    let first = if saved { "The new token is saved" } else { "The new token is kept in memory (not yet saved)" };
+    format!("⚠️ {first}, but the on_refresh command failed: {}", escape(error))
 }
 
 #[cfg(test)]

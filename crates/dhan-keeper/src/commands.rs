@@ -272,6 +272,20 @@ impl Bot {
         if live.failures > 0 {
             s.push_str(&format!("\nFailures in a row: {}", live.failures));
         }
+        if let Some(sus) = &live.suspect {
+            s.push_str(&format!(
+                "\n🔎 Dhan rejected the token {}× ({}); re-checking before replacing it",
+                sus.rejections,
+                escape(&sus.message)
+            ));
+        }
+        if let Some(stop) = crate::gate::credential_stop(&state, &k.cfg.credentials_id()) {
+            s.push_str(&format!(
+                "\n🔐 Automatic minting stopped: Dhan refused the credentials at {} ({}). Fix the config or press /refresh.",
+                ist::human(&stop.at),
+                escape(&stop.message)
+            ));
+        }
         if live.unsaved {
             s.push_str("\n💾 Token file: cannot be written; the token is kept in memory and retried");
         }
@@ -292,27 +306,27 @@ impl Bot {
             Some(false) => "\nDhan: ⚠️ not answering",
             None => "\nDhan: not checked yet",
         });
+        match &live.ip {
+            Some(Ok(ip)) if ip.orders_refused() => s.push_str(&format!("\nStatic IP: ⚠️ {}", escape(&ip.summary()))),
+            Some(Ok(ip)) => s.push_str(&format!("\nStatic IP: ✅ {}", escape(&ip.summary()))),
+            Some(Err(e)) => s.push_str(&format!("\nStatic IP: not known ({})", escape(e))),
+            None => s.push_str("\nStatic IP: not checked yet"),
+        }
         s
     }
 
     async fn account(&self, chat: i64) {
         let k = &self.keeper;
-        let Some(token) = k.usable_token() else {
+        if k.usable_token().is_none() {
             self.reply(chat, "⛔ No valid token, so Dhan cannot be asked. Send /refresh first.");
             return;
-        };
-        let t = &token.access_token;
-        let (funds, holdings, positions) = tokio::join!(k.dhan.fund_limit(t), k.dhan.holdings(t), k.dhan.positions(t));
-        match (funds, holdings, positions) {
-            (Ok(f), Ok(h), Ok(p)) => {
+        }
+        match k.account().await {
+            Ok((f, h, p)) => {
                 let blocks: Vec<String> = account::summary(&f, &h, &p, 10).iter().map(|b| escape(b)).collect();
                 self.reply(chat, blocks.join("\n\n"));
             }
-            (f, h, p) => {
-                let err = [f.err(), h.err(), p.err()].into_iter().flatten().next();
-                let why = err.map(|e| e.to_string()).unwrap_or_default();
-                self.reply(chat, format!("❌ Could not read the account: {}", escape(&why)));
-            }
+            Err(e) => self.reply(chat, format!("❌ Could not read the account: {}", escape(&e.to_string()))),
         }
     }
 
@@ -326,8 +340,18 @@ impl Bot {
                     self.reply(chat, self.cooldown_text(until));
                     return;
                 }
+                if let Some(stop) = crate::gate::credential_stop(&k.state.get(), &k.cfg.credentials_id()) {
+                    self.reply(
+                        chat,
+                        format!(
+                            "🔐 Dhan refused the credentials at {} ({}). Trying once more as you asked…",
+                            ist::human(&stop.at),
+                            escape(&stop.message)
+                        ),
+                    );
+                }
                 self.reply(chat, "🔄 Getting a new token…");
-                match k.rotate("/refresh").await {
+                match k.rotate("/refresh", crate::gate::Asker::Admin).await {
                     Ok(t) if Some(chat) != k.alert_chat() => self.reply(chat, alerts::rotated(&t, k.clock.now())),
                     Ok(_) => {} // the confirmation went to this chat already
                     Err(RotateError::Cooldown { until, .. }) => self.reply(chat, self.cooldown_text(until)),
@@ -340,12 +364,21 @@ impl Bot {
 
     fn cooldown_text(&self, until: DateTime<Utc>) -> String {
         let k = &self.keeper;
-        format!(
-            "⏳ Dhan allows one new token every {}. Try again in {} (after {}).",
+        let mut s = format!(
+            "⏳ Dhan allows one new token every {} counted from the last attempt. Try again in {} (after {}).",
             humantime::format_duration(k.cfg.mint_cooldown),
             ist::human_duration(until - k.clock.now()),
             ist::to_ist(&until).format("%H:%M:%S IST")
-        )
+        );
+        // A wait must never hide a credential error.
+        if let Some(stop) = crate::gate::credential_stop(&k.state.get(), &k.cfg.credentials_id()) {
+            s.push_str(&format!(
+                "\n🔐 The last attempt failed because Dhan refused the credentials ({}): fix <code>pin</code>, \
+                 <code>totp_secret</code> or <code>client_id</code> first.",
+                escape(&stop.message)
+            ));
+        }
+        s
     }
 
     async fn send_login(&self, chat: i64) {
@@ -389,8 +422,9 @@ impl Bot {
             Paste::Unrecognised => {
                 self.reply(
                     chat,
-                    "I expected the address you land on after logging in (with <code>tokenId=</code>), a tokenId, or an \
-                     access token. Send /help for commands.",
+                    "❌ Nothing was stored: that is not a login address, a tokenId or an access token. I expected the \
+                     address you land on after logging in (with <code>tokenId=</code>), a tokenId, or an access token. \
+                     Send /help for commands.",
                 );
                 return;
             }

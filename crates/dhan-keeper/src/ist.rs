@@ -47,6 +47,11 @@ pub fn human(t: &DateTime<FixedOffset>) -> String {
     to_ist(t).format("%a %d %b %H:%M IST").to_string()
 }
 
+/// To the second, for waits measured in seconds: `Thu 26 Nov 08:30:05 IST`.
+pub fn human_secs(t: &DateTime<FixedOffset>) -> String {
+    to_ist(t).format("%a %d %b %H:%M:%S IST").to_string()
+}
+
 /// A compact duration for humans: `23h 59m`, `4m 10s`, `12s`.
 pub fn human_duration(d: chrono::Duration) -> String {
     let secs = d.num_seconds();

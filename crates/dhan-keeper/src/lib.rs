@@ -7,7 +7,8 @@
 //! - [`ist`]: Dhan's naive IST timestamps and how we show times to a trader.
 //! - [`totp`]: RFC 6238 codes.
 //! - [`dhan`]: the HTTP client for Dhan's auth and api hosts, with typed errors.
-//! - [`mint`]: TOTP + PIN minting with the window-edge retry.
+//! - [`mint`]: TOTP + PIN minting with the window-edge retry; [`gate`]: Dhan's mint window and the
+//!   credential stop, pure.
 //! - [`policy`]: when to rotate (market-aware), alert and back off; pure, no clock reads.
 //! - [`token`]: the token, its atomic 0600 file, and the single-instance lock.
 //! - [`account`]: funds, holdings and positions as short text for a trader.
@@ -32,6 +33,7 @@ pub mod commands;
 pub mod config;
 pub mod dhan;
 pub mod events;
+pub mod gate;
 pub mod hook;
 pub mod ist;
 pub mod lifecycle;

@@ -51,6 +51,17 @@ async fn healthz(State(k): State<Arc<Keeper>>) -> Response {
         "seconds_left": token.as_ref().map(|t| t.remaining(now).num_seconds()),
         "paused": k.state.get().paused,
         "token_file_written": !k.live().unsaved,
+        // Whether Dhan accepts orders from this machine: reported, never a failure of the token.
+        "static_ip": match k.live().ip {
+            Some(Ok(ip)) => json!({
+                "orders_allowed": !ip.orders_refused(),
+                "detected_ip": ip.detected_ip,
+                "primary_ip": ip.primary_ip,
+                "secondary_ip": ip.secondary_ip,
+            }),
+            Some(Err(e)) => json!({ "error": e }),
+            None => serde_json::Value::Null,
+        },
     });
     let status = if token.is_some() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, axum::Json(body)).into_response()

@@ -36,6 +36,19 @@ pub struct Attempt {
     pub what: String,
 }
 
+/// Dhan refused the credentials: automatic minting stays stopped for the config that was refused,
+/// so a wrong PIN is not retried until the broker locks the account.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CredentialStop {
+    /// When Dhan refused them.
+    pub at: DateTime<FixedOffset>,
+    /// Dhan's words (never a secret).
+    pub message: String,
+    /// [`Config::credentials_id`](crate::config::Config::credentials_id) of the refused config:
+    /// a changed PIN, TOTP secret or client id lifts the stop.
+    pub config_id: String,
+}
+
 /// The persisted daemon state.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -46,10 +59,15 @@ pub struct DaemonState {
     pub telegram_offset: i64,
     /// The alert ladder's progress for the current token.
     pub alerted: Option<Alerted>,
-    /// When we last called `generateAccessToken` (successfully or not), for the 2-minute rule.
+    /// When we last called `generateAccessToken` or Dhan last refused it (successfully or not):
+    /// Dhan's window runs from the last attempt, and a refusal inside it restarts it.
     pub last_mint_at: Option<DateTime<FixedOffset>>,
     /// The last rotation attempt.
     pub last_attempt: Option<Attempt>,
+    /// Set when Dhan refused the credentials; cleared by a new token or a changed config.
+    pub credentials_refused: Option<CredentialStop>,
+    /// The IST date the admin was last told that Dhan does not allow orders from this machine.
+    pub ip_alerted_on: Option<chrono::NaiveDate>,
 }
 
 /// The state file and its in-memory copy.

@@ -56,6 +56,11 @@ pub struct Code {
 }
 
 impl TotpSecret {
+    /// The raw secret, for [`Config::credentials_id`](crate::config::Config::credentials_id) only.
+    pub(crate) fn bytes(&self) -> &[u8] {
+        &self.0
+    }
+
     /// Parses a base32 secret as Dhan shows it. Spaces, dashes, lower case and `=` padding are
     /// accepted and normalised away.
     pub fn parse(raw: &str) -> Result<Self, TotpSecretError> {

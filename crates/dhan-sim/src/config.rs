@@ -5,8 +5,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-/// How `RenewToken` treats tokens minted by API (`tokenConsumerType: APP`). Dhan documents
-/// renewal for Dhan-Web tokens only; what it does for the rest is unverified.
+/// How `RenewToken` treats tokens minted by API or consent (`tokenConsumerType: APP`). Dhan
+/// documents renewal for Dhan-Web tokens only; live reports (Sep–Oct 2026) show HTTP 500 DH-905.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RenewApp {
@@ -14,19 +14,71 @@ pub enum RenewApp {
     Succeed,
     /// 401 DH-901.
     Dh901,
-    /// 400 DH-905 (the default).
+    /// 400 DH-905 "only supported for tokens generated from Dhan Web" (the first edition's guess).
     Dh905,
+    /// 500 `INVALID_REQUEST` DH-905 "Renewal of token not allowed for this token type" (the
+    /// default: what four live reports saw).
+    Dh905Http500,
 }
 
-/// How a token replaced by a newer one answers. Observed: DH-906 "Invalid Token"; the HTTP
-/// status that goes with it is unobserved (401 used).
+/// How a token replaced by a newer one answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Superseded {
     /// 401 DH-901.
     Dh901,
-    /// 401 DH-906 "Invalid Token" (the default).
+    /// 400 DH-906 "Invalid Token" (the default: live reports and Dhan's catalogue say 400).
     Dh906,
+    /// 401 DH-906 "Invalid Token" (the first edition's guess at the status).
+    Dh906Http401,
+}
+
+/// One check on `POST /app/generateAccessToken`. The real order is unknown, so it is a knob
+/// ([`SimConfig::mint_check_order`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MintCheck {
+    /// `dhanClientId`, `pin`, `totp` present, else 400 DH-905.
+    Params,
+    /// `Content-Type: application/json` on the (empty) body: DH-905 (when
+    /// [`SimConfig::reject_json_content_type`]).
+    ContentType,
+    /// The one-mint-per-window rule.
+    Cooldown,
+    /// Client id and PIN.
+    Credentials,
+    /// The TOTP code.
+    Totp,
+}
+
+/// The default order of checks on the mint route: cheap request shape first, then the window
+/// (a refusal that reveals nothing about the credentials), then credentials, then the code.
+pub const DEFAULT_MINT_CHECK_ORDER: [MintCheck; 5] =
+    [MintCheck::Params, MintCheck::ContentType, MintCheck::Cooldown, MintCheck::Credentials, MintCheck::Totp];
+
+/// The account's static IP setup, as `GET /v2/ip/getIP` reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StaticIp {
+    /// The primary whitelisted address ("" = none set).
+    pub primary_ip: String,
+    /// The secondary whitelisted address ("" = none set).
+    pub secondary_ip: String,
+    /// When the primary was last changed (`YYYY-MM-DD`).
+    pub modify_date_primary: String,
+    /// When the secondary was last changed.
+    pub modify_date_secondary: String,
+}
+
+impl Default for StaticIp {
+    fn default() -> Self {
+        Self {
+            primary_ip: "127.0.0.1".into(),
+            secondary_ip: String::new(),
+            modify_date_primary: "2026-04-01".into(),
+            modify_date_secondary: String::new(),
+        }
+    }
 }
 
 /// Simulator settings. [`SimConfig::default`] is a plausible account with Dhan's real limits.
@@ -69,6 +121,17 @@ pub struct SimConfig {
     pub require_user_agent: bool,
     /// Sandbox behaviour: empty holdings as `200 []` instead of production's 500 DH-1111.
     pub sandbox_empty_holdings: bool,
+    /// A mint refused inside the window restarts the window (live report, Aug 2026: default on).
+    pub cooldown_rearms: bool,
+    /// A mint refused for its PIN or TOTP also starts the window (unknown; default off).
+    pub failed_mint_starts_window: bool,
+    /// `Content-Type: application/json` on the mint's empty body earns DH-905 (live report).
+    pub reject_json_content_type: bool,
+    /// The order of checks on the mint route.
+    pub mint_check_order: Vec<MintCheck>,
+    /// The message `GET /v2/ip/getIP` answers with (`200 [{"message","status":"ERROR"}]`) when
+    /// no static IP is set.
+    pub ip_error_message: String,
 }
 
 impl Default for SimConfig {
@@ -84,13 +147,18 @@ impl Default for SimConfig {
             mint_cooldown: Duration::from_secs(120),
             totp_skew: 1,
             redirect_url: "http://127.0.0.1/dhan-callback".into(),
-            renew_app: RenewApp::Dh905,
+            renew_app: RenewApp::Dh905Http500,
             superseded: Superseded::Dh906,
             bad_credentials_message: "Login failed. Please retry with valid credentials.".into(),
             rate_limit_per_sec: 20,
             consents_per_day: 25,
             require_user_agent: false,
             sandbox_empty_holdings: false,
+            cooldown_rearms: true,
+            failed_mint_starts_window: false,
+            reject_json_content_type: true,
+            mint_check_order: DEFAULT_MINT_CHECK_ORDER.to_vec(),
+            ip_error_message: "Static IP is not configured for this client".into(),
         }
     }
 }
@@ -107,6 +175,8 @@ pub struct Account {
     pub holdings: Vec<Value>,
     /// `/v2/positions` rows.
     pub positions: Vec<Value>,
+    /// The static IP setup behind `/v2/ip/getIP`.
+    pub static_ip: StaticIp,
 }
 
 impl Default for Account {
@@ -145,6 +215,7 @@ impl Default for Account {
                 "drvExpiryDate": "0001-01-01", "drvOptionType": null, "drvStrikePrice": 0.0,
                 "crossCurrency": false
             })],
+            static_ip: StaticIp::default(),
         }
     }
 }

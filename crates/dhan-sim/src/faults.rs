@@ -31,6 +31,25 @@ pub enum Fault {
     Drop,
     /// 429 DH-904.
     RateLimit,
+    /// A live token rejected once as if it were dead (seen live soon after a mint, then accepted
+    /// again): 401 DH-901 or 400 DH-906 "Invalid Token".
+    RejectToken {
+        /// Which rejection.
+        code: TokenRejection,
+    },
+    /// Wait, then answer with this reply; on the mint route `counts_as_mint` restarts Dhan's
+    /// window as an attempt would (the ~10 s HTTP 200 `{message, status}` with no token seen live).
+    SlowReply {
+        /// Milliseconds.
+        ms: u64,
+        /// HTTP status.
+        status: u16,
+        /// The body.
+        body: serde_json::Value,
+        /// Whether Dhan counted it as a mint attempt.
+        #[serde(default)]
+        counts_as_mint: bool,
+    },
     /// Any JSON reply, e.g. `{"status":"error","message":"Invalid TOTP"}` with status 200.
     Json {
         /// HTTP status.
@@ -38,6 +57,16 @@ pub enum Fault {
         /// The body.
         body: serde_json::Value,
     },
+}
+
+/// The two ways a live token was seen rejected once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenRejection {
+    /// 401 DH-901.
+    Dh901,
+    /// 400 DH-906 "Invalid Token".
+    Dh906,
 }
 
 /// Pending faults per route.

@@ -17,6 +17,7 @@ pub fn make(client_id: &str, iat: i64, exp: i64, consumer_type: &str) -> String 
         "tokenConsumerType": consumer_type,
         "webhookUrl": "",
         "dhanClientId": client_id,
+        "userRegion": "IN",
     });
     let payload = URL_SAFE_NO_PAD.encode(claims.to_string());
     let sig: Vec<u8> = (0..64).map(|_| fastrand::u8(..)).collect();

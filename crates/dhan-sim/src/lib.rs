@@ -29,8 +29,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio_util::sync::CancellationToken;
 
-pub use config::{Account, RenewApp, SimConfig, Superseded};
-pub use faults::Fault;
+pub use config::{Account, MintCheck, RenewApp, SimConfig, StaticIp, Superseded};
+pub use faults::{Fault, TokenRejection};
 pub use telegram::{CallbackAnswer, TelegramSim, TgError};
 
 /// State shared by every connection.

@@ -2,10 +2,11 @@
 //! `/v2/...`. Point both `dhan_auth_url` and `dhan_api_url` at the simulator.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{Query, State};
+use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
@@ -28,6 +29,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/v2/fundlimit", any(account))
         .route("/v2/holdings", any(account))
         .route("/v2/positions", any(account))
+        .route("/v2/ip/getIP", get(get_ip))
         .fallback(not_found)
         .with_state(shared)
 }
@@ -42,15 +44,26 @@ fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
     h.get(name).and_then(|v| v.to_str().ok())
 }
 
-async fn generate_access_token(State(s): State<Arc<Shared>>, Query(q): Params) -> Response {
+async fn generate_access_token(State(s): State<Arc<Shared>>, Query(q): Params, h: HeaderMap) -> Response {
     let now = s.clock.now();
+    let json_content_type = header(&h, "content-type").is_some_and(|v| v.to_ascii_lowercase().contains("json"));
     let mut st = s.lock();
     reply(st.generate_access_token(
         q.get("dhanClientId").map(String::as_str),
         q.get("pin").map(String::as_str),
         q.get("totp").map(String::as_str),
+        json_content_type,
         now,
     ))
+}
+
+async fn get_ip(State(s): State<Arc<Shared>>, h: HeaderMap, ConnectInfo(peer): ConnectInfo<SocketAddr>) -> Response {
+    let now = s.clock.now();
+    let st = s.lock();
+    if let Err(why) = st.check_token(header(&h, "access-token"), now) {
+        return reply(st.token_refusal(why));
+    }
+    reply(st.get_ip(Some(peer.ip())))
 }
 
 async fn generate_consent(State(s): State<Arc<Shared>>, Query(q): Params, h: HeaderMap) -> Response {

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
 use crate::Shared;
-use crate::faults::Fault;
+use crate::faults::{Fault, TokenRejection};
 use crate::routes::reply;
 use crate::state::api_error;
 
@@ -41,10 +41,10 @@ where
     Fut: std::future::Future<Output = Result<Response, std::io::Error>> + Send + 'static,
 {
     loop {
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             () = cancel.cancelled() => return,
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(pair) => pair,
                 Err(e) => {
                     tracing::debug!(error = %e, "accept failed");
                     continue;
@@ -53,7 +53,11 @@ where
         };
         let (handle, cancel) = (handle.clone(), cancel.clone());
         tokio::spawn(async move {
-            let svc = hyper::service::service_fn(move |req: Request<Incoming>| handle(req));
+            // The caller's address, as `/v2/ip/getIP` reports it (`detectedIP`).
+            let svc = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+                req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+                handle(req)
+            });
             let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc);
             tokio::select! {
                 _ = conn => {}
@@ -99,6 +103,14 @@ async fn answer(app: Router, shared: &Shared, key: &str, req: Request<Incoming>)
         match fault {
             Fault::Drop => return Err(std::io::Error::other("injected connection drop")),
             Fault::Delay { ms } => tokio::time::sleep(std::time::Duration::from_millis(ms)).await,
+            Fault::SlowReply { ms, status, body, counts_as_mint } => {
+                tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+                if counts_as_mint {
+                    let now = shared.clock.now();
+                    shared.lock().count_mint_attempt(now);
+                }
+                return Ok(with_date(shared, reply((status, body))));
+            }
             other => return Ok(with_date(shared, fault_response(&other))),
         }
     }
@@ -152,6 +164,10 @@ fn fault_response(fault: &Fault) -> Response {
             "Too many requests on server from single user breaching rate limits. Try throttling API calls.",
         )),
         Fault::Json { status, body } => reply((*status, body.clone())),
-        Fault::Drop | Fault::Delay { .. } => reply((500, serde_json::json!({}))),
+        Fault::RejectToken { code: TokenRejection::Dh901 } => reply(crate::state::dh901()),
+        Fault::RejectToken { code: TokenRejection::Dh906 } => {
+            reply(api_error(400, "Order_Error", "DH-906", "Invalid Token"))
+        }
+        Fault::Drop | Fault::Delay { .. } | Fault::SlowReply { .. } => reply((500, serde_json::json!({}))),
     }
 }

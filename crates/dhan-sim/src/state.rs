@@ -10,7 +10,7 @@ use chrono::{DateTime, Duration, FixedOffset, Utc};
 use serde_json::{Value, json};
 use totp_rs::{Algorithm, TOTP};
 
-use crate::config::{Account, RenewApp, SimConfig, Superseded};
+use crate::config::{Account, MintCheck, RenewApp, SimConfig, Superseded};
 use crate::jwt;
 
 /// An issued token.
@@ -186,34 +186,85 @@ impl SimState {
         Some(TOTP::new_unchecked(Algorithm::SHA1, 6, self.config.totp_skew, 30, bytes))
     }
 
-    /// `POST /app/generateAccessToken`.
+    /// `POST /app/generateAccessToken`, its checks in [`SimConfig::mint_check_order`].
+    /// `json_content_type`: the request carried `Content-Type: application/json`.
     pub fn generate_access_token(
         &mut self,
         client: Option<&str>,
         pin: Option<&str>,
         totp: Option<&str>,
+        json_content_type: bool,
         now: DateTime<Utc>,
     ) -> Reply {
-        let (Some(client), Some(pin), Some(totp)) = (client, pin, totp) else {
-            return dh905("Missing required fields, bad values for parameters etc.");
-        };
-        if let Some(last) = self.last_mint {
-            let cooldown = Duration::from_std(self.config.mint_cooldown).unwrap_or_default();
-            if now - last < cooldown {
-                return auth_error("Token can be generated once every 2 minutes.");
+        let missing = || dh905("Missing required fields, bad values for parameters etc.");
+        for check in self.config.mint_check_order.clone() {
+            let refusal = match check {
+                MintCheck::Params => (client.is_none() || pin.is_none() || totp.is_none()).then(missing),
+                MintCheck::ContentType => (json_content_type && self.config.reject_json_content_type).then(missing),
+                MintCheck::Cooldown => self.in_window(now).then(|| {
+                    if self.config.cooldown_rearms {
+                        self.last_mint = Some(now);
+                    }
+                    auth_error("Token can be generated once every 2 minutes.")
+                }),
+                MintCheck::Credentials => (client != Some(self.config.client_id.as_str())
+                    || pin != Some(self.config.pin.as_str()))
+                .then(|| self.failed_attempt(now, &self.config.bad_credentials_message.clone())),
+                MintCheck::Totp => {
+                    (!self.totp_ok(totp.unwrap_or_default(), now)).then(|| self.failed_attempt(now, "Invalid TOTP"))
+                }
+            };
+            if let Some(reply) = refusal {
+                return reply;
             }
-        }
-        if client != self.config.client_id || pin != self.config.pin {
-            return auth_error(&self.config.bad_credentials_message.clone());
-        }
-        if !self.totp_ok(totp, now) {
-            return auth_error("Invalid TOTP");
         }
         self.last_mint = Some(now);
         self.mint_count += 1;
         self.issued_count += 1;
         let (token, exp) = self.issue(now, "APP");
         (200, self.token_body(&token, exp, true))
+    }
+
+    /// Whether a mint at `now` falls inside the window opened by the last counted attempt.
+    fn in_window(&self, now: DateTime<Utc>) -> bool {
+        let cooldown = Duration::from_std(self.config.mint_cooldown).unwrap_or_default();
+        self.last_mint.is_some_and(|last| now - last < cooldown)
+    }
+
+    fn failed_attempt(&mut self, now: DateTime<Utc>, message: &str) -> Reply {
+        if self.config.failed_mint_starts_window {
+            self.last_mint = Some(now);
+        }
+        auth_error(message)
+    }
+
+    /// A mint attempt that Dhan counted without answering with a token (the slow, empty reply
+    /// seen live): it starts the window like a mint.
+    pub fn count_mint_attempt(&mut self, now: DateTime<Utc>) {
+        self.last_mint = Some(now);
+    }
+
+    /// `GET /v2/ip/getIP` for a caller at `detected`: the static IP setup, whether the caller's
+    /// address matches it, and so whether orders from there are allowed.
+    pub fn get_ip(&self, detected: Option<std::net::IpAddr>) -> Reply {
+        let ip = &self.account.static_ip;
+        if ip.primary_ip.is_empty() && ip.secondary_ip.is_empty() {
+            return (200, json!([{"message": self.config.ip_error_message, "status": "ERROR"}]));
+        }
+        let detected = detected.map(|a| a.to_string()).unwrap_or_default();
+        let matched = !detected.is_empty() && (detected == ip.primary_ip || detected == ip.secondary_ip);
+        (
+            200,
+            json!({
+                "primaryIP": ip.primary_ip,
+                "secondaryIP": ip.secondary_ip,
+                "modifyDatePrimary": ip.modify_date_primary,
+                "modifyDateSecondary": ip.modify_date_secondary,
+                "detectedIP": detected,
+                "ipMatchStatus": if matched { "MATCH" } else { "MISMATCH" },
+                "ordersAllowed": matched,
+            }),
+        )
     }
 
     fn app_credentials_ok(&self, app_id: Option<&str>, app_secret: Option<&str>) -> bool {
@@ -299,7 +350,10 @@ impl SimState {
     /// The error reply for a refused token.
     pub fn token_refusal(&self, why: TokenCheck) -> Reply {
         match (why, self.config.superseded) {
-            (TokenCheck::Superseded, Superseded::Dh906) => api_error(401, "Order_Error", "DH-906", "Invalid Token"),
+            (TokenCheck::Superseded, Superseded::Dh906) => api_error(400, "Order_Error", "DH-906", "Invalid Token"),
+            (TokenCheck::Superseded, Superseded::Dh906Http401) => {
+                api_error(401, "Order_Error", "DH-906", "Invalid Token")
+            }
             _ => dh901(),
         }
     }
@@ -324,6 +378,14 @@ impl SimState {
                 RenewApp::Dh901 => return dh901(),
                 RenewApp::Dh905 => {
                     return dh905("Token renewal is only supported for tokens generated from Dhan Web");
+                }
+                RenewApp::Dh905Http500 => {
+                    return api_error(
+                        500,
+                        "INVALID_REQUEST",
+                        "DH-905",
+                        "Renewal of token not allowed for this token type",
+                    );
                 }
             }
         }
@@ -398,13 +460,27 @@ mod tests {
         let mut s =
             SimState::new(SimConfig { mint_cooldown: std::time::Duration::from_secs(120), ..SimConfig::default() });
         let (code, _) = s.totp_now(now()).unwrap_or_default();
-        let (status, body) = s.generate_access_token(Some("1000000001"), Some("123456"), Some(&code), now());
+        let (status, body) = s.generate_access_token(Some("1000000001"), Some("123456"), Some(&code), false, now());
         assert_eq!(status, 200);
         let first = body["accessToken"].as_str().unwrap_or_default().to_string();
         assert_eq!(body["expiryTime"], "2026-11-26T08:30:00.000");
-        let (_, again) =
-            s.generate_access_token(Some("1000000001"), Some("123456"), Some(&code), now() + Duration::seconds(60));
+        let (_, again) = s.generate_access_token(
+            Some("1000000001"),
+            Some("123456"),
+            Some(&code),
+            false,
+            now() + Duration::seconds(60),
+        );
         assert_eq!(again["message"], "Token can be generated once every 2 minutes.");
+        // The refusal at +60 s restarted the window: +150 s is still inside it.
+        let (_, late) = s.generate_access_token(
+            Some("1000000001"),
+            Some("123456"),
+            Some(&code),
+            false,
+            now() + Duration::seconds(150),
+        );
+        assert_eq!(late["message"], "Token can be generated once every 2 minutes.");
         s.mint_elsewhere(now());
         assert_eq!(s.check_token(Some(&first), now()).err(), Some(TokenCheck::Superseded));
     }

@@ -146,6 +146,12 @@ pub async fn check(cfg: &Config, clock: &dyn Clock) -> ExitCode {
             }
             Err(e) => println!("⚠️  Token       could not verify: {e}"),
         }
+        // Orders need a registered static IP; tokens do not, so this never fails the check.
+        match client.ip_status(&t.access_token).await {
+            Ok(ip) if ip.orders_refused() => println!("⚠️  Static IP   {}", ip.summary()),
+            Ok(ip) => println!("✅ Static IP   {}", ip.summary()),
+            Err(e) => println!("⚠️  Static IP   could not read it from Dhan: {e}"),
+        }
     }
     if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS }
 }

@@ -6,8 +6,12 @@ use anyhow::{Context, bail};
 
 use crate::clock::Clock;
 use crate::config::{Config, Mode};
+use crate::dhan::DhanError;
+use crate::gate::{self, Asker, Gate};
 use crate::ist;
-use crate::mint::mint_and_save;
+use crate::lifecycle::RotateError;
+use crate::mint::{MintSaveError, mint_and_save};
+use crate::state::{CredentialStop, StateFile};
 use crate::token::{InstanceLock, StoreError, Token, TokenSource, TokenStore};
 
 /// Mints a token with TOTP + PIN and saves it. The previous token dies at Dhan the moment the new
@@ -34,19 +38,44 @@ pub async fn refresh(cfg: &Config, clock: &dyn Clock) -> anyhow::Result<ExitCode
             return Err(e).context("the current token file is unusable; fix its permissions first");
         }
     };
+    // One window rule for the daemon and this command: the state file's last attempt (and, for
+    // files written before it existed, the saved token's mint time).
+    let state = StateFile::load(StateFile::path_for(&cfg.token_file));
+    let config_id = cfg.credentials_id();
+    let mut view = state.get();
     if let Some(Token { source: Some(TokenSource::Totp), obtained_at: Some(at), .. }) = &previous {
-        let at = at.with_timezone(&chrono::Utc);
-        let wait = at + chrono::Duration::from_std(cfg.mint_cooldown).unwrap_or_default() - now;
-        if wait > chrono::Duration::zero() {
-            bail!(
-                "the last token was minted {} ago and Dhan allows one every 2 minutes; try again in {}s",
-                ist::human_duration(now - at),
-                wait.num_seconds() + 1
-            );
-        }
+        view.last_mint_at = view.last_mint_at.max(Some(*at));
+    }
+    if let Gate::Window { until } = gate::mint_gate(&view, now, cfg.mint_cooldown, &config_id, Asker::Admin) {
+        let credentials = gate::credential_stop(&view, &config_id).map(|s| s.message.clone());
+        bail!("{}", RotateError::Cooldown { until, cooldown: cfg.mint_cooldown, refused: false, credentials });
     }
     let client = super::dhan_client(cfg)?;
-    let token = mint_and_save(&client, pin, totp, &store, clock).await?;
+    state.update(|s| s.last_mint_at = Some(ist::to_ist(&now)));
+    let result = mint_and_save(&client, pin, totp, &store, clock).await;
+    let end = clock.now();
+    state.update(|s| s.last_mint_at = Some(ist::to_ist(&end)));
+    let token = match result {
+        Ok(token) => {
+            state.update(|s| {
+                s.credentials_refused = None;
+                s.alerted = None;
+            });
+            token
+        }
+        Err(MintSaveError::Dhan(DhanError::BadCredentials { message })) => {
+            state.update(|s| {
+                s.credentials_refused =
+                    Some(CredentialStop { at: ist::to_ist(&end), message: message.clone(), config_id });
+            });
+            return Err(DhanError::BadCredentials { message }.into());
+        }
+        Err(MintSaveError::Dhan(DhanError::MintCooldown { .. })) => {
+            let until = end + chrono::Duration::from_std(cfg.mint_cooldown).unwrap_or_default();
+            bail!("{}", RotateError::Cooldown { until, cooldown: cfg.mint_cooldown, refused: true, credentials: None });
+        }
+        Err(e) => return Err(e.into()),
+    };
     let left = ist::human_duration(token.remaining(clock.now()));
     println!("✅ New token saved to {}", store.path().display());
     println!("   expires {} (in {left})", ist::human(&token.expires_at));

@@ -48,6 +48,7 @@ pub const KNOWN_KEYS: &[&str] = &[
     "retry_max",
     "alert_after_failures",
     "verify_every",
+    "reprobe_after",
     "hook_timeout",
 ];
 
@@ -135,7 +136,8 @@ pub struct Config {
     pub dhan_timeout: Duration,
     /// The last alert step before expiry (default 30 min).
     pub final_alert_before: Duration,
-    /// Dhan's minimum gap between two mints (default 2 min; lower it only for a simulator).
+    /// Dhan's minimum gap between two mint attempts, counted from the last attempt or refusal
+    /// (default 125 s: Dhan's 2 minutes plus a margin; lower it only for a simulator).
     pub mint_cooldown: Duration,
     /// First retry delay after a failed rotation (default 5 s).
     pub retry_min: Duration,
@@ -145,6 +147,10 @@ pub struct Config {
     pub alert_after_failures: u32,
     /// How often a live token is checked with `/v2/profile` to notice revocation (default 15 min).
     pub verify_every: Duration,
+    /// After Dhan rejects a token that should be alive, how long until it is checked again
+    /// (default 10 s); it is called revoked after [`REPROBES`](crate::lifecycle::REPROBES) more
+    /// rejections.
+    pub reprobe_after: Duration,
     /// How long `on_refresh` may run before it is killed (default 30 s).
     pub hook_timeout: Duration,
     /// Things worth telling the user that do not stop dhan-keeper.
@@ -166,6 +172,20 @@ impl Config {
     /// Which way tokens are obtained.
     pub fn mode(&self) -> Mode {
         if self.pin.is_some() && self.totp_secret.is_some() { Mode::Automatic } else { Mode::Consent }
+    }
+
+    /// A short one-way fingerprint of the minting credentials (client id, PIN, TOTP secret): a
+    /// credential stop recorded for one fingerprint is lifted when any of them changes. It
+    /// contains the 160-bit TOTP secret, so it cannot be used to guess the PIN.
+    pub fn credentials_id(&self) -> String {
+        use sha1::Digest;
+        let mut h = sha1::Sha1::new();
+        h.update(self.client_id.as_bytes());
+        h.update([0]);
+        h.update(self.pin.as_ref().map_or("", |p| p.expose()).as_bytes());
+        h.update([0]);
+        h.update(self.totp_secret.as_ref().map_or(&[][..], |t| t.bytes()));
+        h.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect()
     }
 
     /// The lock file that keeps two processes from minting at once.

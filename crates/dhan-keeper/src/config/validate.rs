@@ -153,23 +153,29 @@ pub(super) fn validate(
     let http_token = r.secret("http_token", "a long random string");
     let dhan_timeout = r.duration("dhan_timeout", Duration::from_secs(15));
     let final_alert_before = r.duration("final_alert_before", Duration::from_secs(30 * 60));
-    let mint_cooldown = r.duration("mint_cooldown", Duration::from_secs(120));
+    // Dhan allows one mint per 2 minutes counted from the last attempt; 5 s of margin (as
+    // practitioners use) so a refusal, which restarts the window, never happens by a whisker.
+    let mint_cooldown = r.duration("mint_cooldown", Duration::from_secs(125));
     let retry_min = r.duration("retry_min", Duration::from_secs(5));
     let retry_max = r.duration("retry_max", Duration::from_secs(300));
     let alert_after_failures = r.count("alert_after_failures", 3);
     let verify_every = r.duration("verify_every", Duration::from_secs(15 * 60));
+    let reprobe_after = r.duration("reprobe_after", Duration::from_secs(10));
     let hook_timeout = r.duration("hook_timeout", Duration::from_secs(30));
-    // Pairs are compared only when both values are the user's own, valid ones.
-    if final_alert_before > alert_before && !r.failed("alert_before") && !r.failed("final_alert_before") {
-        r.problem(format!(
-            "`final_alert_before` ({}) must not be longer than `alert_before` ({}); the final alert comes last",
-            humantime::format_duration(final_alert_before),
-            humantime::format_duration(alert_before)
-        ));
-    }
-    if retry_min > retry_max && !r.failed("retry_min") && !r.failed("retry_max") {
-        r.problem("`retry_min` must not be longer than `retry_max`".into());
-    }
+    // A default never collides with a value the user set: an unset key of a related pair adapts
+    // to the set one; only two values the user set can contradict each other.
+    let (alert_before, final_alert_before) = ordered_pair(
+        &mut r,
+        ("final_alert_before", final_alert_before, |alert: Duration| alert / 4),
+        ("alert_before", alert_before, |fin: Duration| fin.saturating_mul(4).min(DAY - Duration::from_secs(1))),
+        "the final alert comes last",
+    );
+    let (retry_max, retry_min) = ordered_pair(
+        &mut r,
+        ("retry_min", retry_min, |max: Duration| max),
+        ("retry_max", retry_max, |min: Duration| min),
+        "retries start short and grow",
+    );
 
     // Cross-key rules, on presence rather than validity so a bad value is reported once.
     let (has_pin, has_totp) = (has(&r, "pin"), has(&r, "totp_secret"));
@@ -237,9 +243,36 @@ pub(super) fn validate(
         retry_max,
         alert_after_failures,
         verify_every,
+        reprobe_after,
         hook_timeout,
         warnings: r.warnings,
     })
+}
+
+/// A pair of durations where `small` must not exceed `large`. When only one of them is the
+/// user's, the other adapts (`adapt` maps the user's value to the other's); when both are, a
+/// contradiction is reported. Returns `(large, small)`.
+fn ordered_pair(
+    r: &mut Reader<'_>,
+    (small_key, small, small_from_large): (&str, Duration, fn(Duration) -> Duration),
+    (large_key, large, large_from_small): (&str, Duration, fn(Duration) -> Duration),
+    why: &str,
+) -> (Duration, Duration) {
+    if small <= large || r.failed(small_key) || r.failed(large_key) {
+        return (large, small);
+    }
+    match (has(r, small_key), has(r, large_key)) {
+        (true, true) => {
+            r.problem(format!(
+                "`{small_key}` ({}) must not be longer than `{large_key}` ({}); {why}",
+                humantime::format_duration(small),
+                humantime::format_duration(large)
+            ));
+            (large, small)
+        }
+        (true, false) => (large_from_small(small).max(small), small),
+        _ => (large, small_from_large(large).min(large)),
+    }
 }
 
 /// Whether a key is present at all (even if its value was bad and already reported).

@@ -69,7 +69,7 @@ pub enum DhanError {
         message: String,
     },
     /// Any other HTTP error.
-    #[error("Dhan answered HTTP {status} {code}: {message}")]
+    #[error("Dhan answered HTTP {status} {code}: {message}{}", super::codes::explain(code).map(|e| format!(" ({e})")).unwrap_or_default())]
     Api {
         /// HTTP status.
         status: u16,
@@ -166,6 +166,12 @@ pub(crate) fn classify_api_error(status: u16, body: &[u8]) -> Result<(), DhanErr
         return Err(DhanError::Upstream { status, message });
     }
     Err(DhanError::Api { status, code: fallback(code.to_string(), "-"), message: fallback(message, "no details") })
+}
+
+/// The `errorCode` of an api-host error body, if it has one.
+pub(crate) fn error_code(body: &[u8]) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    v.get("errorCode").and_then(serde_json::Value::as_str).map(str::to_string)
 }
 
 /// [`classify_api_error`] for routes where DH-1111 means nothing: it is reported as upstream trouble.

@@ -24,6 +24,12 @@ pub struct Claims {
 }
 
 impl Claims {
+    /// Whether Dhan's RenewToken can renew this token: only Dhan-Web (`SELF`) tokens can; `APP`
+    /// (TOTP-minted and consent) tokens get HTTP 500 DH-905. Unknown types are tried once.
+    pub fn renewable(&self) -> bool {
+        !self.token_consumer_type.as_deref().is_some_and(|t| t.eq_ignore_ascii_case("APP"))
+    }
+
     /// `exp` as an instant.
     pub fn expires_at(&self) -> Option<DateTime<Utc>> {
         Utc.timestamp_opt(self.exp?, 0).single()

@@ -6,6 +6,7 @@
 //! to a [`DhanError`]. Transport errors are stripped of their URL before they are kept: the mint
 //! URL carries the PIN and the TOTP code in its query string.
 
+pub mod codes;
 pub(crate) mod error;
 pub mod jwt;
 mod wire;
@@ -18,7 +19,7 @@ use url::Url;
 
 pub use error::DhanError;
 pub(crate) use error::clip;
-use error::{api_error, classify_api_error, classify_mint_message};
+use error::{api_error, classify_api_error, classify_mint_message, error_code};
 pub use wire::{FundLimit, Holding, Position, Profile};
 
 use crate::ist;
@@ -41,6 +42,43 @@ pub struct Minted {
     pub client_id: Option<String>,
     /// Account holder's name, when Dhan sent it.
     pub client_name: Option<String>,
+}
+
+/// What `GET /v2/ip/getIP` says about this machine and the account's static IPs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct IpStatus {
+    /// The primary whitelisted address.
+    pub primary_ip: Option<String>,
+    /// The secondary whitelisted address.
+    pub secondary_ip: Option<String>,
+    /// The address Dhan sees this machine calling from.
+    pub detected_ip: Option<String>,
+    /// `ipMatchStatus == MATCH`.
+    pub matched: Option<bool>,
+    /// Whether Dhan accepts API orders from this machine.
+    pub orders_allowed: Option<bool>,
+}
+
+impl IpStatus {
+    /// Whether Dhan says orders from here are refused (an explicit `false`, or a mismatch).
+    pub fn orders_refused(&self) -> bool {
+        self.orders_allowed == Some(false) || (self.orders_allowed.is_none() && self.matched == Some(false))
+    }
+
+    /// One line for a person: `127.0.0.1 matches the primary static IP; orders allowed`.
+    pub fn summary(&self) -> String {
+        let seen = self.detected_ip.as_deref().unwrap_or("this machine");
+        let registered: Vec<&str> =
+            [self.primary_ip.as_deref(), self.secondary_ip.as_deref()].into_iter().flatten().collect();
+        let registered = if registered.is_empty() { "none".to_string() } else { registered.join(", ") };
+        if self.orders_refused() {
+            format!("{seen} is not a registered static IP ({registered}); Dhan will refuse API orders from here")
+        } else if self.orders_allowed == Some(true) || self.matched == Some(true) {
+            format!("{seen} is a registered static IP; orders allowed")
+        } else {
+            format!("registered static IPs: {registered}")
+        }
+    }
 }
 
 /// A consent id from `generate-consent`.
@@ -214,6 +252,35 @@ impl DhanClient {
         self.api_get("/v2/positions", token, "positions").await.map(|p| p.unwrap_or_default())
     }
 
+    /// `GET {api}/v2/ip/getIP`: the account's static IPs and whether Dhan accepts orders from
+    /// this machine. Dhan's error form is HTTP 200 with `[{"message","status":"ERROR"}]`.
+    pub async fn ip_status(&self, token: &Secret) -> Result<IpStatus, DhanError> {
+        const WHAT: &str = "getIP";
+        let req = self
+            .http
+            .get(Self::endpoint(&self.api_url, "/v2/ip/getIP"))
+            .header("access-token", token.expose())
+            .header(reqwest::header::ACCEPT, "application/json");
+        let (status, body) = self.send(req, WHAT).await?;
+        if !(200..300).contains(&status) {
+            return Err(api_error(status, &body));
+        }
+        let v: serde_json::Value = serde_json::from_slice(&body)
+            .map_err(|_| DhanError::Malformed { what: WHAT, detail: format!("not JSON (HTTP {status})") })?;
+        if let Some(first) = v.as_array().and_then(|a| a.first()) {
+            let message = first.get("message").and_then(serde_json::Value::as_str).unwrap_or("no details");
+            return Err(DhanError::Rejected { message: clip(message) });
+        }
+        let text = |k: &str| v.get(k).and_then(serde_json::Value::as_str).map(clip).filter(|s| !s.is_empty());
+        Ok(IpStatus {
+            primary_ip: text("primaryIP"),
+            secondary_ip: text("secondaryIP"),
+            detected_ip: text("detectedIP"),
+            matched: text("ipMatchStatus").map(|m| m.eq_ignore_ascii_case("MATCH")),
+            orders_allowed: v.get("ordersAllowed").and_then(serde_json::Value::as_bool),
+        })
+    }
+
     /// Any HTTP answer from the api host, with its `Date` header (for the clock check).
     pub async fn probe_api(&self) -> Result<Probe, DhanError> {
         self.probe(Self::endpoint(&self.api_url, "/v2/profile"), "api host").await
@@ -306,6 +373,16 @@ impl DhanClient {
             });
         }
         let message = parsed.ok().and_then(|p| p.message).unwrap_or_default();
+        // Live: RenewToken answers APP and consent tokens with HTTP 500 DH-905 "Renewal of token
+        // not allowed for this token type". DH-905 there means "not renewable" at any status.
+        if matches!(kind, Reply::Renew) && error_code(body).as_deref() == Some("DH-905") {
+            return Err(match api_error(status, body) {
+                DhanError::Api { message, .. } | DhanError::Upstream { message, .. } => {
+                    DhanError::RenewRefused { message: fallback_text(message, "not renewable") }
+                }
+                other => other,
+            });
+        }
         match (kind, status) {
             (Reply::Mint | Reply::Consume, 401) if message.is_empty() => {
                 Err(DhanError::BadCredentials { message: "Unauthorized".into() })
@@ -325,6 +402,10 @@ impl DhanClient {
             _ => Err(api_error(status, body)),
         }
     }
+}
+
+fn fallback_text(s: String, default: &str) -> String {
+    if s.trim().is_empty() { default.to_string() } else { s }
 }
 
 /// Which token-issuing route a reply came from; they fail differently.

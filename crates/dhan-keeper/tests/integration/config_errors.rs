@@ -15,7 +15,10 @@ fn cases() -> Vec<(Edit, &'static str)> {
     vec![
         (Box::new(|c| drop(c.remove("client_id"))), "`client_id` is missing"),
         (
-            Box::new(|c| drop(c.insert("final_alert_before".into(), "3h".into()))),
+            Box::new(|c| {
+                c.insert("final_alert_before".into(), "3h".into());
+                c.insert("alert_before".into(), "2h".into());
+            }),
             "`final_alert_before` (3h) must not be longer than `alert_before` (2h)",
         ),
         (
@@ -23,8 +26,11 @@ fn cases() -> Vec<(Edit, &'static str)> {
             "`alert_after_failures` must be a whole number from 1 to 1000",
         ),
         (
-            Box::new(|c| drop(c.insert("retry_min".into(), "10m".into()))),
-            "`retry_min` must not be longer than `retry_max`",
+            Box::new(|c| {
+                c.insert("retry_min".into(), "10m".into());
+                c.insert("retry_max".into(), "5m".into());
+            }),
+            "`retry_min` (10m) must not be longer than `retry_max` (5m)",
         ),
         (Box::new(|c| drop(c.insert("client_id".into(), "YOUR_CLIENT_ID".into()))), "still the example placeholder"),
         (
@@ -192,6 +198,31 @@ fn the_example_config_is_complete_and_loads_once_filled_in() {
     assert!(cfg.warnings.is_empty(), "{:?}", cfg.warnings);
     assert_eq!(cfg.mode(), Mode::Automatic);
     assert_eq!((cfg.refresh_before.as_secs(), cfg.alert_before.as_secs()), (1800, 7200));
-    assert_eq!((cfg.final_alert_before.as_secs(), cfg.mint_cooldown.as_secs()), (1800, 120));
+    assert_eq!((cfg.final_alert_before.as_secs(), cfg.mint_cooldown.as_secs()), (1800, 125));
     assert_eq!(cfg.alert_after_failures, 3);
+}
+
+/// A default never collides with a value the user set: one key of a related pair alone is
+/// accepted and the unset one adapts to it.
+#[test]
+fn one_key_of_a_related_pair_alone_is_accepted_and_the_other_adapts() {
+    let load = |pairs: &[(&str, &str)]| {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut cfg = serde_json::json!({"client_id": "1000000001", "pin": PIN, "totp_secret": TOTP_SECRET});
+        for (k, v) in pairs {
+            cfg[*k] = Value::String((*v).to_string());
+        }
+        let path = dir.path().join("dhan_config.json");
+        write_private(&path, &cfg.to_string());
+        Config::load_with_env(Some(path), &|_| None)
+    };
+    let c = load(&[("alert_before", "60s")]).expect("alert_before alone is accepted");
+    assert_eq!((c.alert_before.as_secs(), c.final_alert_before.as_secs()), (60, 15));
+    let c = load(&[("final_alert_before", "3h")]).expect("final_alert_before alone is accepted");
+    assert_eq!((c.alert_before.as_secs(), c.final_alert_before.as_secs()), (12 * 3600, 3 * 3600));
+    let c = load(&[("retry_min", "10m")]).expect("retry_min alone is accepted");
+    assert_eq!((c.retry_min.as_secs(), c.retry_max.as_secs()), (600, 600));
+    let c = load(&[("retry_max", "2s")]).expect("retry_max alone is accepted");
+    assert_eq!((c.retry_min.as_secs(), c.retry_max.as_secs()), (2, 2));
+    assert_eq!(load(&[]).expect("defaults").mint_cooldown.as_secs(), 125, "Dhan's 2 minutes plus a margin");
 }

@@ -51,6 +51,7 @@ impl Stack {
             m.insert("retry_min".into(), json!("200ms"));
             m.insert("retry_max".into(), json!("1s"));
             m.insert("verify_every".into(), json!("1s"));
+            m.insert("reprobe_after".into(), json!("300ms"));
             edit(m);
         });
         Self { sim, tg, ws, http_port }

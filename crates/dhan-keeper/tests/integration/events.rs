@@ -279,7 +279,7 @@ async fn a_reader_that_stops_reading_never_blocks_the_keeper_and_is_told_to_resy
     let before = keeper.token().map(|t| t.access_token.expose().to_string());
     let t = Instant::now();
     let rotated = loop {
-        match keeper.rotate("test").await {
+        match keeper.rotate("test", dhan_keeper::gate::Asker::Admin).await {
             Ok(t) => break t,
             Err(e) => {
                 assert!(t.elapsed() < Duration::from_secs(10), "rotation failed: {e}");

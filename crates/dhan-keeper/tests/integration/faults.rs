@@ -139,6 +139,8 @@ async fn a_deleted_or_unwritable_token_file_is_rewritten_and_no_token_is_lost() 
     let moved = s.ws.dir.path().join("store.moved");
     std::fs::rename(&store, &moved).expect("move the dir away");
     std::fs::write(&store, b"not a directory").expect("blocker");
+    // Past the test config's 100 ms mint window, counted from the end of the last attempt.
+    tokio::time::sleep(Duration::from_millis(150)).await;
     s.ask(CHAT, "/refresh", "Getting a new token").await;
     s.wait_message(CHAT, "cannot be written").await;
     let active = s.sim.active_token().expect("Dhan issued a new token");

@@ -11,4 +11,5 @@ mod events;
 mod faults;
 mod helpers;
 mod lifecycle;
+mod real_dhan;
 mod store;
