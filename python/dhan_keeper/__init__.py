@@ -499,7 +499,8 @@ def dhan_context(
     """A ``dhanhq.DhanContext`` that always holds the current token.
 
     Every new token is put into ``get_dhan_http().header['access-token']`` in place, and a call
-    that Dhan answers with 401 re-reads the token once and is retried if it had changed, so
+    in which Dhan refuses the token (401 DH-901, 400 DH-906 "Invalid Token") re-reads the token
+    once and is retried if it had changed, so
     ``dhanhq(dhan_keeper.dhan_context())`` keeps working across rotations with no restart.
     The watcher is ``ctx.dhan_keeper_watch`` (``.stop()`` it to stop following).
     """
@@ -526,14 +527,35 @@ def dhan_context(
     return ctx
 
 
-def _retry_on_401(http_: Any, reload: Callable[[], Token], swap: Callable[[Token], None]) -> None:
-    """Wraps ``DhanHTTP``'s request path: on a 401, re-read the token once and retry if it changed."""
+#: Dhan's answers to a token it no longer accepts: 401 DH-901, and (live reports, 2026) 400 DH-906
+#: "Invalid Token".
+_TOKEN_REFUSALS = ("DH-901", "DH-906")
+
+
+def _token_refused(status: Optional[int], result: Any) -> bool:
+    if status == 401:
+        return True
+    remarks = result.get("remarks") if isinstance(result, dict) else None
+    return isinstance(remarks, dict) and remarks.get("error_code") in _TOKEN_REFUSALS
+
+
+def _retry_on_401(
+    http_: Any, reload: Callable[[], Token], swap: Callable[[Token], None], grace: float = 1.0
+) -> None:
+    """Wraps ``DhanHTTP``'s request path: when Dhan refuses the token (401 DH-901, or 400 DH-906
+    "Invalid Token"), re-read the token and retry once if it changed. A refused call did nothing
+    at Dhan, so sending it again with the new token is safe.
+
+    Dhan kills the old token the moment it issues the new one, a few milliseconds before the
+    keeper has written it: a call refused in that gap waits up to ``grace`` seconds for the new
+    token. A token that stays refused for the whole grace is not waited for again."""
     send = getattr(http_, "_send_request", None)
     parse = getattr(http_, "_parse_response", None)
     if not callable(send) or not callable(parse):
-        log.warning("this dhanhq version has no DhanHTTP._send_request; tokens are swapped but 401s are not retried")
+        log.warning("this dhanhq version has no DhanHTTP._send_request; tokens are swapped but refusals are not retried")
         return
     last = threading.local()
+    given_up: set = set()
 
     def parse_and_remember(response: Any) -> Any:
         last.status = getattr(response, "status_code", None)
@@ -543,17 +565,24 @@ def _retry_on_401(http_: Any, reload: Callable[[], Token], swap: Callable[[Token
         sent = http_.header.get("access-token")
         last.status = None
         result = send(method, endpoint, payload)
-        if last.status != 401:
+        if not _token_refused(last.status, result):
             return result
-        try:
-            fresh = reload()
-        except NoValidToken as e:
-            log.warning("dhan_keeper: Dhan refused the token and there is no newer one: %s", e)
-            return result
-        if fresh.access_token == sent:
-            return result
-        swap(fresh)
-        return send(method, endpoint, payload)
+        deadline = time.monotonic() + (0 if sent in given_up else grace)
+        while True:
+            try:
+                fresh: Optional[Token] = reload()
+            except NoValidToken as e:
+                log.debug("dhan_keeper: Dhan refused the token: %s", e)
+                fresh = None
+            if fresh is not None and fresh.access_token != sent:
+                swap(fresh)
+                return send(method, endpoint, payload)
+            if time.monotonic() >= deadline:
+                if sent not in given_up:
+                    given_up.add(sent)
+                    log.warning("dhan_keeper: Dhan refused the token and the keeper has no newer one; is `dhan-keeper run` running?")
+                return result
+            time.sleep(0.02)
 
     http_._parse_response = parse_and_remember
     http_._send_request = send_with_retry

@@ -40,13 +40,13 @@ def test_dhanhq_keeps_working_across_three_rotations(stack):
         if http.header["access-token"] != seen[-1]:
             seen.append(http.header["access-token"])
         assert time.monotonic() < deadline, f"only {len(seen) - 1} rotations in 60 s"
-        time.sleep(0.1)  # pacing, as a strategy would: Dhan (and the simulator) allow 20 calls/s
+        time.sleep(0.25)  # pacing, as a strategy would: Dhan (and the simulator) allow 20 calls/s
     ctx.dhan_keeper_watch.stop()
     assert rejected == [], f"{len(rejected)} of {calls} calls were rejected: {rejected[:3]}"
     assert len(set(seen)) == 4
     assert sim.state()["issued"] >= issued_before + 3, "the simulator issued the new tokens"
     assert keeper.child.proc.poll() is None, "the keeper is still running"
-    assert calls >= 40
+    assert calls >= 20
     print(f"\n{calls} funds/positions calls across 3 rotations, 0 rejected")
 
 
@@ -132,9 +132,10 @@ def test_watchers_hold_each_new_token_promptly(stack):
             json.dump(report, f, indent=2)
 
 
-def test_a_401_rereads_the_token_once_and_retries(stack):
+def test_a_refused_token_is_reread_once_and_the_call_retried(stack):
     """With the watcher stopped, the context still holds a token Dhan has since refused: the
-    first call after the rotation gets 401, re-reads the token and succeeds."""
+    first call after the rotation is refused (400 DH-906 "Invalid Token", as live Dhan answers),
+    re-reads the token and succeeds."""
     sim, keeper = stack
     ctx = dhan_keeper.dhan_context(config=keeper.config)
     ctx.dhan_keeper_watch.stop()
