@@ -199,7 +199,11 @@ pub fn saved_again(path: &std::path::Path) -> String {
 
 /// When `on_refresh` fails; `saved` says whether the token file holds the new token.
 pub fn hook_failed(error: &str, saved: bool) -> String {
-    let first = if saved { "The new token is saved" } else { "The new token is kept in memory (not yet saved)" };
+    let first = if saved {
+        "The new token is saved"
+    } else {
+        "The new token could not be saved yet (kept in memory, see the alert above)"
+    };
     format!("⚠️ {first}, but the on_refresh command failed: {}", escape(error))
 }
 
@@ -235,5 +239,12 @@ mod tests {
         );
         assert!(dead.contains("expired"), "{dead}");
         assert!(dead.contains("href=\"https://x/?a=1&amp;b=2\""), "{dead}");
+    }
+
+    #[test]
+    fn the_hook_alert_says_whether_the_token_was_saved() {
+        assert!(hook_failed("boom", true).contains("The new token is saved"));
+        let unsaved = hook_failed("boom", false);
+        assert!(unsaved.contains("could not be saved") && !unsaved.contains("is saved"), "{unsaved}");
     }
 }

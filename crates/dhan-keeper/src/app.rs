@@ -63,11 +63,12 @@ impl Running {
 pub async fn start(cfg: Config, clock: SharedClock, shutdown: CancellationToken) -> Result<Running, AppError> {
     let lock = InstanceLock::acquire(&cfg.lock_file(), "dhan-keeper run")?;
     let dhan = crate::cli::dhan_client(&cfg)?;
-    let store = TokenStore::new(cfg.token_file.clone());
-    let stale = [cfg.token_file.clone(), crate::state::StateFile::path_for(&cfg.token_file)]
-        .iter()
-        .map(|p| crate::token::remove_stale_temps(p))
-        .sum::<usize>();
+    let store = TokenStore::for_config(&cfg);
+    let (promoted, stale) = crate::token::recover_temps(&store, clock.now());
+    if promoted {
+        tracing::warn!("a newer token was found in a temp file left by an interrupted write; it is now the token file");
+    }
+    let stale = stale + crate::token::remove_stale_temps(&crate::state::StateFile::path_for(&cfg.token_file));
     if stale > 0 {
         tracing::info!(count = stale, "removed temp files left by an interrupted write");
     }
@@ -81,6 +82,17 @@ pub async fn start(cfg: Config, clock: SharedClock, shutdown: CancellationToken)
         Err(e) => return Err(e.into()),
     };
     let token = token.filter(|t| belongs_to(t, &cfg));
+    if let (Some(t), Some(problem)) = (&token, store.access_problem()) {
+        // Rewriting makes it ours, with the configured mode and group (the rename replaces it).
+        match store.save(t) {
+            Ok(()) => {
+                tracing::warn!(file = %store.path().display(), %problem, "the token file had the wrong owner or permissions; rewrote it")
+            }
+            Err(e) => {
+                tracing::warn!(file = %store.path().display(), %problem, error = %e, "the token file has the wrong owner or permissions and could not be rewritten")
+            }
+        }
+    }
 
     let mut tasks = Vec::new();
     let telegram = match (&cfg.telegram_bot_token, cfg.telegram_chat_id) {
@@ -114,6 +126,7 @@ pub async fn start(cfg: Config, clock: SharedClock, shutdown: CancellationToken)
         }
         None => None,
     };
+    calendar_notice(&keeper);
     tasks.push(tokio::spawn(check_clock(Arc::clone(&keeper))));
     tasks.push(tokio::spawn(lifecycle::run(Arc::clone(&keeper), shutdown)));
     Ok(Running { keeper, http, tasks, _lock: lock })
@@ -127,6 +140,21 @@ fn belongs_to(t: &Token, cfg: &Config) -> bool {
         tracing::warn!("the saved token belongs to another client id than the config's; it will be replaced");
     }
     ours
+}
+
+/// When the calendar the rotations rely on ends within 30 days: a log warning at every start,
+/// and a Telegram message once per end date.
+fn calendar_notice(keeper: &Keeper) {
+    let Some(crate::config::MarketChoice::Segments(segs)) = keeper.cfg.market_hours else { return };
+    let today = crate::ist::to_ist(&keeper.clock.now()).date_naive();
+    let Some((end, notice)) = crate::calendar::end_notice(&keeper.cfg.calendar, segs, today) else { return };
+    tracing::warn!("{notice}");
+    if let Some(chat) = keeper.alert_chat()
+        && keeper.state.get().calendar_notice_for != Some(end)
+    {
+        keeper.outbox.message(chat, format!("📅 {}", crate::telegram::html::escape(&notice)), vec![]);
+        keeper.state.update(|s| s.calendar_notice_for = Some(end));
+    }
 }
 
 /// Compares this machine's clock with Dhan's `Date` header once at start; warns (log and

@@ -3,7 +3,9 @@
 //! Authorization comes first and is decided by chat id alone: the alert chat and the admin chat
 //! may read; only the admin chat may change anything (`/refresh`, `/pause`, `/resume`, pastes,
 //! buttons). Any other chat gets no answer and causes no Dhan call; the attempt is logged with
-//! its chat id, and the admin hears about it at most once per chat per hour.
+//! its chat id, and the admin hears about it at most once per chat per hour, and about at most
+//! [`STRANGERS_TOLD`] chats one by one per hour: beyond that, a digest at most every
+//! [`DIGEST_EVERY`] counts the rest. Those notices wait behind alerts and replies in the outbox.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -25,6 +27,7 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ("status", "Token validity, expiry (IST), next rotation and alert"),
     ("refresh", "Get a new token now (admin)"),
     ("account", "Funds, holdings and positions"),
+    ("calendar", "Next five sessions and the next holiday (IST)"),
     ("pause", "Stop automatic rotation and alerts (admin)"),
     ("resume", "Restart automatic rotation and alerts (admin)"),
     ("help", "This list"),
@@ -47,6 +50,8 @@ pub enum Command {
     Pause,
     /// `/resume`.
     Resume,
+    /// `/calendar`.
+    Calendar,
     /// Anything else that starts with `/` (its name, at most 32 characters).
     Unknown(String),
 }
@@ -72,6 +77,7 @@ impl Command {
             "help" => Command::Help,
             "pause" => Command::Pause,
             "resume" => Command::Resume,
+            "calendar" => Command::Calendar,
             // Kept short: it is echoed in the reply and logged for strangers.
             other => Command::Unknown(other.chars().take(32).collect()),
         })
@@ -98,13 +104,77 @@ pub enum Role {
 pub struct Bot {
     keeper: Arc<Keeper>,
     username: String,
-    strangers: Mutex<HashMap<i64, DateTime<Utc>>>,
+    strangers: Mutex<Strangers>,
+}
+
+/// Unknown chats named to the admin one by one per hour; beyond that, digests.
+pub const STRANGERS_TOLD: u32 = 3;
+/// The shortest gap between two digests of further unknown chats.
+pub const DIGEST_EVERY: chrono::Duration = chrono::Duration::minutes(10);
+/// Unknown chats remembered at once (older than the hour are forgotten first).
+const STRANGERS_KEPT: usize = 10_000;
+
+/// What to tell the admin about a stranger.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Notice {
+    /// This chat, by itself.
+    One,
+    /// `count` unknown chats since the last notice, some of their ids.
+    Digest { count: u32, ids: Vec<i64> },
+}
+
+/// Which unknown chats were seen, and how much the admin was told this hour.
+#[derive(Debug, Default)]
+struct Strangers {
+    seen: HashMap<i64, DateTime<Utc>>,
+    window: Option<DateTime<Utc>>,
+    told: u32,
+    held: u32,
+    held_ids: Vec<i64>,
+    last_digest: Option<DateTime<Utc>>,
+    last_prune: Option<DateTime<Utc>>,
+}
+
+impl Strangers {
+    /// Records `chat` writing at `now`; says what (if anything) the admin should hear.
+    fn on_message(&mut self, chat: i64, now: DateTime<Utc>) -> Option<Notice> {
+        let hour = chrono::Duration::hours(1);
+        // Forget notices older than the hour, so a flood of new chat ids cannot grow this; once a
+        // minute (or when full) rather than on every message, which would cost O(n) each.
+        if self.last_prune.is_none_or(|t| now - t >= chrono::Duration::minutes(1)) || self.seen.len() >= STRANGERS_KEPT
+        {
+            self.seen.retain(|_, t| now - *t < hour);
+            self.last_prune = Some(now);
+        }
+        if self.seen.get(&chat).is_some_and(|t| now - *t < hour) || self.seen.len() >= STRANGERS_KEPT {
+            return None;
+        }
+        self.seen.insert(chat, now);
+        if self.window.is_none_or(|w| now - w >= hour) {
+            self.window = Some(now);
+            self.told = 0;
+        }
+        if self.told < STRANGERS_TOLD {
+            self.told += 1;
+            return Some(Notice::One);
+        }
+        self.held += 1;
+        if self.held_ids.len() < 5 {
+            self.held_ids.push(chat);
+        }
+        if self.last_digest.is_some_and(|t| now - t < DIGEST_EVERY) {
+            return None;
+        }
+        self.last_digest = Some(now);
+        let count = std::mem::take(&mut self.held);
+        Some(Notice::Digest { count, ids: std::mem::take(&mut self.held_ids) })
+    }
 }
 
 impl Bot {
     /// A bot for `keeper`, known to Telegram as `@username`.
     pub fn new(keeper: Arc<Keeper>, username: String) -> Self {
-        Self { keeper, username, strangers: Mutex::new(HashMap::new()) }
+        Self { keeper, username, strangers: Mutex::new(Strangers::default()) }
     }
 
     /// The role of a chat.
@@ -169,25 +239,26 @@ impl Bot {
              admin_chat_id"
         );
         let now = self.keeper.clock.now();
-        let tell = {
-            let mut seen = self.strangers.lock().unwrap_or_else(|e| e.into_inner());
-            // Forget notices older than the hour, so a flood of new chat ids cannot grow this.
-            seen.retain(|_, t| now - *t < chrono::Duration::hours(1));
-            let recent = seen.contains_key(&chat);
-            if !recent {
-                seen.insert(chat, now);
-            }
-            !recent
-        };
-        if tell && let Some(admin) = self.keeper.cfg.admin_chat_id {
-            self.reply(
-                admin,
+        let notice = self.strangers.lock().unwrap_or_else(|e| e.into_inner()).on_message(chat, now);
+        let Some(admin) = self.keeper.cfg.admin_chat_id else { return };
+        let html = match notice {
+            None => return,
+            Some(Notice::One) => format!(
+                "🚫 An unknown chat (id <code>{chat}</code>) sent {}. It got no answer. If that was you, add this id to the config.",
+                escape(what)
+            ),
+            Some(Notice::Digest { count, ids }) => {
+                let ids = ids.iter().map(|i| format!("<code>{i}</code>")).collect::<Vec<_>>().join(", ");
                 format!(
-                    "🚫 An unknown chat (id <code>{chat}</code>) sent {}. It got no answer. If that was you, add this id to the config.",
-                    escape(what)
-                ),
-            );
-        }
+                    "🚫 {count} more unknown chat{} wrote to the bot (ids {ids}{}). None got an answer; the log has every id. \
+                     Further ones are summed up at most every {} minutes.",
+                    if count == 1 { "" } else { "s" },
+                    if count > 5 { ", …" } else { "" },
+                    DIGEST_EVERY.num_minutes()
+                )
+            }
+        };
+        self.keeper.outbox.notice(admin, html);
     }
 
     async fn command(&self, chat: i64, c: Command) {
@@ -196,6 +267,7 @@ impl Bot {
             Command::Status => self.reply(chat, self.status_text()),
             Command::Help => self.reply(chat, help_text()),
             Command::Account => self.account(chat).await,
+            Command::Calendar => self.reply(chat, self.calendar_text()),
             Command::Refresh => self.refresh(chat).await,
             Command::Pause => {
                 self.keeper.set_paused(true);
@@ -301,6 +373,10 @@ impl Bot {
                 s.push_str(&format!("\nNext alert: {}", when(t, now)));
             }
         }
+        if let Some(crate::config::MarketChoice::Segments(segs)) = k.cfg.market_hours {
+            let next = crate::calendar::next_session_line(&k.cfg.calendar, segs, now);
+            s.push_str(&format!("\nNext session: {}", escape(&next)));
+        }
         s.push_str(match live.dhan_reachable {
             Some(true) => "\nDhan: ✅ reachable",
             Some(false) => "\nDhan: ⚠️ not answering",
@@ -311,6 +387,33 @@ impl Bot {
             Some(Ok(ip)) => s.push_str(&format!("\nStatic IP: ✅ {}", escape(&ip.summary()))),
             Some(Err(e)) => s.push_str(&format!("\nStatic IP: not known ({})", escape(e))),
             None => s.push_str("\nStatic IP: not checked yet"),
+        }
+        s
+    }
+
+    /// The `/calendar` text: the next five sessions and the next holiday of the configured
+    /// segments.
+    pub fn calendar_text(&self) -> String {
+        let k = &self.keeper;
+        let now = k.clock.now();
+        let segs = k.cfg.calendar_segments();
+        let cal = &k.cfg.calendar;
+        let mut s = format!("📅 <b>Next sessions</b> ({})", escape(&segs.to_string()));
+        for session in cal.upcoming(now, segs, 5) {
+            s.push_str(&format!("\n• {}", escape(&crate::calendar::describe(&session))));
+        }
+        let today = ist::to_ist(&now).date_naive();
+        match cal.next_holiday(today, segs) {
+            Some(h) => s.push_str(&format!(
+                "\n<b>Next holiday</b>: {} {} — {}",
+                h.segment,
+                h.date.format("%a %d %b %Y"),
+                escape(&h.name)
+            )),
+            None => s.push_str("\n<b>Next holiday</b>: none known in the next year"),
+        }
+        if let Some((_, notice)) = crate::calendar::end_notice(cal, segs, today) {
+            s.push_str(&format!("\n⚠️ {}", escape(&notice)));
         }
         s
     }
@@ -515,5 +618,32 @@ mod tests {
         for (c, _) in COMMANDS {
             assert!(h.contains(&format!("/{c} ")), "{c} missing from help");
         }
+    }
+
+    #[test]
+    fn stranger_notices_are_capped_then_digested() {
+        let t0 = DateTime::parse_from_rfc3339("2026-11-25T10:00:00+05:30").expect("valid").with_timezone(&Utc);
+        let m = chrono::Duration::minutes;
+        let mut st = Strangers::default();
+        let mut notices = Vec::new();
+        for i in 0..2000 {
+            notices.extend(st.on_message(1_000 + i, t0));
+        }
+        assert_eq!(
+            notices,
+            vec![Notice::One, Notice::One, Notice::One, Notice::Digest { count: 1, ids: vec![1_003] }],
+            "2,000 chats at once: three named, one digest"
+        );
+        assert_eq!(st.on_message(1_000, t0 + m(5)), None, "a chat already named is not named again within the hour");
+        assert_eq!(st.on_message(5_000, t0 + m(9)), None, "digests are at least ten minutes apart");
+        match st.on_message(5_001, t0 + m(10)) {
+            Some(Notice::Digest { count, ids }) => {
+                assert_eq!(count, 1998, "every held chat is counted");
+                assert_eq!(ids.len(), 5);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(st.on_message(6_000, t0 + m(61)), Some(Notice::One), "a new hour names chats again");
+        assert!(st.seen.len() <= STRANGERS_KEPT);
     }
 }

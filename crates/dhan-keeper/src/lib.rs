@@ -9,7 +9,9 @@
 //! - [`dhan`]: the HTTP client for Dhan's auth and api hosts, with typed errors.
 //! - [`mint`]: TOTP + PIN minting with the window-edge retry; [`gate`]: Dhan's mint window and the
 //!   credential stop, pure.
+//! - [`calendar`]: exchange sessions, holidays and special sessions per segment (embedded data).
 //! - [`policy`]: when to rotate (market-aware), alert and back off; pure, no clock reads.
+//! - [`planner`]: what the keeper does next and when, from a snapshot of its state; pure.
 //! - [`token`]: the token, its atomic 0600 file, and the single-instance lock.
 //! - [`account`]: funds, holdings and positions as short text for a trader.
 //! - [`cli`]: the one-shot subcommands (`check`, `status`, `token`, `refresh`, `totp`).
@@ -27,6 +29,7 @@
 pub mod account;
 pub mod alerts;
 pub mod app;
+pub mod calendar;
 pub mod cli;
 pub mod clock;
 pub mod commands;
@@ -34,12 +37,14 @@ pub mod config;
 pub mod dhan;
 pub mod events;
 pub mod gate;
+pub mod harden;
 pub mod hook;
 pub mod ist;
 pub mod lifecycle;
 pub mod metrics;
 pub mod mint;
 pub mod paste;
+pub mod planner;
 pub mod policy;
 #[cfg(test)]
 mod proptests;

@@ -57,6 +57,21 @@ enum ConfigCommand {
     Refresh,
     /// Print the current TOTP code and its seconds left.
     Totp,
+    /// List exchange sessions and closed days (IST) from the built-in calendar and `calendar_file`.
+    Calendar {
+        /// equity, commodity, currency, a comma list, or all [default: the segments of market_hours]
+        #[arg(long, value_name = "S")]
+        segment: Option<String>,
+        /// First day, IST [default: today]
+        #[arg(long, value_name = "YYYY-MM-DD")]
+        from: Option<String>,
+        /// How many days to list.
+        #[arg(long, value_name = "N", default_value_t = 14)]
+        days: u32,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -64,6 +79,14 @@ fn main() -> ExitCode {
     // The demo prints its own transcript (outages included, on purpose); only errors go to the log.
     let default_filter = if matches!(args.command, Command::Demo) { "error" } else { "warn,dhan_keeper=info" };
     telemetry::init(args.log_format, default_filter);
+    // No core dumps (they would hold every secret), and descriptors to spare (see `harden`).
+    let limits = dhan_keeper::harden::process_limits();
+    tracing::debug!(?limits, "process limits");
+    if !limits.core_off && cfg!(unix) {
+        tracing::warn!(
+            "could not turn core dumps off; a crash dump would hold the secrets (set LimitCORE=0 / ulimit -c 0)"
+        );
+    }
     match args.command {
         Command::Demo => block_on(demo::run()),
         Command::Completions { shell } => {
@@ -103,6 +126,9 @@ fn run(command: ConfigCommand, cfg: &Config) -> ExitCode {
         ConfigCommand::Status { json } => cli::status(cfg, &clock, json),
         ConfigCommand::Token => cli::token(cfg, &clock),
         ConfigCommand::Totp => cli::totp(cfg, &clock),
+        ConfigCommand::Calendar { segment, from, days, json } => {
+            cli::calendar(cfg, &clock, segment.as_deref(), from.as_deref(), days, json)
+        }
         ConfigCommand::Refresh => block_on(async {
             cli::refresh(cfg, &clock).await.unwrap_or_else(|e| {
                 eprintln!("error: {e:#}");

@@ -6,22 +6,65 @@
 //!
 //! # Market awareness
 //! A rotation kills the token a trading program holds. So the latest allowed rotation instant,
-//! `deadline = expiry - refresh_before`, is used as is when it falls outside market hours (IST,
-//! Monday to Friday). When it falls inside a session, the token would not last the session, so the
-//! rotation moves to `refresh_before` before that session opens. Each token lives exactly 24 h, so
-//! the rotation time drifts earlier by `refresh_before` a day through the night, and when it
-//! would land in a session it jumps to before the open; every day stays outside market hours.
-//! (Exchange holidays are treated as trading days: rotating before a holiday's "open" is harmless.)
+//! `deadline = expiry - refresh_before`, is used as is when it falls outside every session of the
+//! chosen segments. When it falls inside one, the token would not last the session, so the
+//! rotation moves before that session opens. Each token lives exactly 24 h, so the rotation time
+//! drifts earlier by `refresh_before` a day through the night, and when it would land in a
+//! session it jumps to before the open; every day stays outside market hours.
+//!
+//! With segments (`"equity"`, the default, `"commodity"`, `"currency"`), the sessions come from
+//! the [`crate::calendar`]: holidays and weekends without a session are free, special sessions
+//! (Muhurat, Saturday sessions) are avoided, and sessions of several segments count as one busy
+//! span where they overlap. Each span starts [`SESSION_LEAD`] before the open (equity's pre-open
+//! and programs logging in), and a moved rotation lands `refresh_before`, at most
+//! [`MOVE_MARGIN`], before that: room for a retry without spending a whole night's gap, which on
+//! MCX (23:55 to 09:00) would cost a rotation a day.
+//!
+//! A fixed window (`"HH:MM-HH:MM"`) keeps its old meaning exactly: IST, Monday to Friday, the
+//! rotation moved to `refresh_before` before the open, exchange holidays treated as trading days.
 
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Utc, Weekday};
 
-use crate::config::MarketHours;
+use crate::calendar::{Calendar, Segments};
+use crate::config::{MarketChoice, MarketHours};
 use crate::ist;
 
+/// How long before a calendar session opens rotations already stay away.
+pub const SESSION_LEAD: chrono::Duration = chrono::Duration::minutes(15);
+
+/// The most a rotation moved out of a calendar session lands before the session's lead.
+pub const MOVE_MARGIN: Duration = Duration::from_secs(30 * 60);
+
+/// The sessions rotations stay out of.
+#[derive(Debug, Clone)]
+pub enum Market {
+    /// One fixed IST window, Monday to Friday.
+    Window(MarketHours),
+    /// Every session of these segments in the calendar.
+    Calendar {
+        /// The calendar (shared, read-only).
+        calendar: Arc<Calendar>,
+        /// The chosen segments.
+        segments: Segments,
+    },
+}
+
+impl Market {
+    /// Whether `t` falls inside a session to avoid (for a calendar, including the lead).
+    pub fn busy(&self, t: DateTime<Utc>) -> bool {
+        match self {
+            Market::Window(mh) => in_market(t, mh),
+            Market::Calendar { calendar, segments } => calendar.busy_span(t, *segments, SESSION_LEAD).is_some(),
+        }
+    }
+}
+
 /// The policy's settings, from the config.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct PolicyConfig {
     /// Rotate no later than this before expiry.
     pub refresh_before: Duration,
@@ -29,8 +72,8 @@ pub struct PolicyConfig {
     pub alert_before: Duration,
     /// Last alert this long before expiry.
     pub final_alert_before: Duration,
-    /// Sessions to keep rotations out of.
-    pub market_hours: Option<MarketHours>,
+    /// Sessions to keep rotations out of; `None` when `market_hours` is `"off"`.
+    pub market: Option<Market>,
     /// Dhan's minimum gap between two mints.
     pub mint_cooldown: Duration,
     /// First retry delay after a failure.
@@ -46,7 +89,10 @@ impl PolicyConfig {
             refresh_before: cfg.refresh_before,
             alert_before: cfg.alert_before,
             final_alert_before: cfg.final_alert_before,
-            market_hours: cfg.market_hours,
+            market: cfg.market_hours.map(|m| match m {
+                MarketChoice::Window(mh) => Market::Window(mh),
+                MarketChoice::Segments(segments) => Market::Calendar { calendar: cfg.calendar.clone(), segments },
+            }),
             mint_cooldown: cfg.mint_cooldown,
             retry_min: cfg.retry_min,
             retry_max: cfg.retry_max,
@@ -75,8 +121,19 @@ fn open_of_day(t: DateTime<Utc>, mh: &MarketHours) -> DateTime<Utc> {
 /// The planned rotation instant for a token expiring at `expires_at`, ignoring the cooldown.
 pub fn rotation_time(expires_at: DateTime<Utc>, cfg: &PolicyConfig) -> DateTime<Utc> {
     let deadline = expires_at - chrono(cfg.refresh_before);
-    match &cfg.market_hours {
-        Some(mh) if in_market(deadline, mh) => open_of_day(deadline, mh) - chrono(cfg.refresh_before),
+    match &cfg.market {
+        Some(Market::Window(mh)) if in_market(deadline, mh) => open_of_day(deadline, mh) - chrono(cfg.refresh_before),
+        Some(Market::Calendar { calendar, segments }) => match calendar.busy_span(deadline, *segments, SESSION_LEAD) {
+            Some((start, _)) => {
+                let wanted = start - chrono(cfg.refresh_before.min(MOVE_MARGIN));
+                // A gap shorter than the margin: rotate as the previous session closes instead.
+                match calendar.busy_span(wanted, *segments, SESSION_LEAD) {
+                    Some((_, end)) if end <= start => end,
+                    _ => wanted,
+                }
+            }
+            None => deadline,
+        },
         _ => deadline,
     }
 }
@@ -160,6 +217,7 @@ pub fn next_alert_at(expires_at: DateTime<Utc>, sent: Option<AlertStep>, cfg: &P
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::calendar::Segment;
 
     fn at(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).expect("valid").with_timezone(&Utc)
@@ -170,7 +228,7 @@ mod tests {
             refresh_before: Duration::from_secs(refresh_min * 60),
             alert_before: Duration::from_secs(2 * 3600),
             final_alert_before: Duration::from_secs(30 * 60),
-            market_hours: Some(MarketHours::default()),
+            market: Some(Market::Window(MarketHours::default())),
             mint_cooldown: Duration::from_secs(120),
             retry_min: Duration::from_secs(5),
             retry_max: Duration::from_secs(300),
@@ -204,7 +262,7 @@ mod tests {
 
     #[test]
     fn without_market_hours_the_deadline_is_the_plan() {
-        let c = PolicyConfig { market_hours: None, ..cfg(30) };
+        let c = PolicyConfig { market: None, ..cfg(30) };
         let exp = at("2026-11-27T12:00:00+05:30");
         assert_eq!(rotation_time(exp, &c), at("2026-11-27T11:30:00+05:30"));
     }
@@ -232,7 +290,7 @@ mod tests {
         for refresh_min in [5, 30, 90, 240] {
             for start in starts {
                 let c = cfg(refresh_min);
-                let mh = c.market_hours.expect("set");
+                let market = c.market.clone().expect("set");
                 let mut now = at(start);
                 let mut expires = now + chrono::Duration::hours(24); // first token minted at start
                 let mut last_mint = Some(now);
@@ -241,7 +299,7 @@ mod tests {
                     let rotate = next_rotation(now, Some(expires), last_mint, &c);
                     assert!(rotate >= now, "never in the past");
                     assert!(rotate < expires, "token expired before rotation: start {start}, refresh {refresh_min}m");
-                    assert!(!in_market(rotate, &mh), "rotation at {} inside market hours", ist::to_ist(&rotate));
+                    assert!(!market.busy(rotate), "rotation at {} inside market hours", ist::to_ist(&rotate));
                     assert!(expires - rotate >= chrono(c.refresh_before), "rotated later than refresh_before");
                     now = rotate;
                     expires = now + chrono::Duration::hours(24);
@@ -257,6 +315,129 @@ mod tests {
                 );
             }
         }
+    }
+
+    fn calendar_cfg(refresh_min: u64, segments: Segments) -> PolicyConfig {
+        let calendar = Arc::new(Calendar::embedded().expect("the embedded calendar parses"));
+        PolicyConfig { market: Some(Market::Calendar { calendar, segments }), ..cfg(refresh_min) }
+    }
+
+    /// Whether `t` is inside a session of `segs` or its lead, checked session by session (not
+    /// through the merged spans the policy uses).
+    fn inside_any_session(cal: &Calendar, segs: Segments, t: DateTime<Utc>) -> bool {
+        let day = ist::to_ist(&t).date_naive();
+        [day.pred_opt(), Some(day), day.succ_opt()].into_iter().flatten().any(|d| {
+            segs.iter()
+                .flat_map(|s| cal.sessions_on(d, s))
+                .any(|s| s.opens_at() - SESSION_LEAD <= t && t < s.closes_at())
+        })
+    }
+
+    /// The fewest rotations possible over the calendar: always rotate at the latest free minute
+    /// before the deadline (greedy is optimal when later is never worse).
+    fn fewest_rotations(
+        cal: &Calendar,
+        segs: Segments,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+        refresh: u64,
+    ) -> usize {
+        let (mut now, mut n) = (start, 0);
+        while now < end {
+            let mut t = now + chrono::Duration::hours(24) - chrono::Duration::minutes(refresh as i64);
+            while inside_any_session(cal, segs, t) {
+                t -= chrono::Duration::minutes(1);
+            }
+            assert!(t > now, "no free minute in a day");
+            now = t;
+            n += 1;
+        }
+        n
+    }
+
+    /// A whole real year (2025: Budget Saturday, Muhurat on a holiday afternoon, MCX's daylight
+    /// switches) of back-to-back 24 h tokens for each segment and for all three together: no
+    /// rotation inside a session (or its lead), no token expired or replaced late, and at most
+    /// 25 % more rotations than the fewest the calendar allows.
+    #[test]
+    fn a_year_of_the_calendar_never_rotates_inside_a_session() {
+        let sets = [
+            ("equity", Segments::one(Segment::Equity)),
+            ("commodity", Segments::one(Segment::Commodity)),
+            ("currency", Segments::one(Segment::Currency)),
+            ("all", Segments::ALL),
+        ];
+        let starts = [
+            "2025-01-01T10:17:00+05:30", // Wednesday mid-session
+            "2025-01-03T15:29:00+05:30", // Friday just before the equity close
+            "2025-01-04T03:00:00+05:30", // Saturday night
+            "2025-01-07T08:59:30+05:30", // Tuesday just before the open
+        ];
+        for (label, segs) in sets {
+            for refresh_min in [5, 30, 90, 240] {
+                let c = calendar_cfg(refresh_min, segs);
+                let Some(Market::Calendar { calendar, .. }) = &c.market else { unreachable!() };
+                let (mut worst, mut fewest_seen) = (0.0f64, 0);
+                for start in starts {
+                    let (begin, end) = (at(start), at(start) + chrono::Duration::days(365));
+                    let mut now = begin;
+                    let mut expires = now + chrono::Duration::hours(24);
+                    let mut last_mint = Some(now);
+                    let mut rotations = 0;
+                    while now < end {
+                        let rotate = next_rotation(now, Some(expires), last_mint, &c);
+                        let shown = ist::to_ist(&rotate);
+                        assert!(rotate >= now, "never in the past");
+                        assert!(rotate < expires, "{label}: token expired before rotation at {shown}");
+                        assert!(expires - rotate >= chrono(c.refresh_before), "{label}: rotated late at {shown}");
+                        assert!(
+                            !inside_any_session(calendar, segs, rotate),
+                            "{label}: rotation at {shown} in a session"
+                        );
+                        now = rotate;
+                        expires = now + chrono::Duration::hours(24);
+                        last_mint = Some(now);
+                        rotations += 1;
+                    }
+                    let fewest = fewest_rotations(calendar, segs, begin, end, refresh_min);
+                    assert!(
+                        rotations * 4 <= fewest * 5,
+                        "{label}, refresh {refresh_min}m, start {start}: {rotations} rotations, fewest {fewest}"
+                    );
+                    worst = worst.max(rotations as f64 / fewest as f64);
+                    fewest_seen = fewest;
+                }
+                eprintln!("{label:9} refresh {refresh_min:3}m: fewest {fewest_seen}/year, worst start {worst:.3}x");
+            }
+        }
+    }
+
+    #[test]
+    fn calendar_rotations_avoid_special_sessions_and_use_holidays() {
+        let equity = calendar_cfg(30, Segments::one(Segment::Equity));
+        // Muhurat 2025 (13:45-14:45): a 14:00 deadline moves before the 13:30 lead.
+        let exp = at("2025-10-21T14:30:00+05:30");
+        assert_eq!(rotation_time(exp, &equity), at("2025-10-21T13:00:00+05:30"));
+        // The same hour on an ordinary Tuesday of a holiday-free week was outside the session...
+        // but 11:00 on Budget Saturday 2025 is inside one.
+        let exp = at("2025-02-01T11:30:00+05:30");
+        assert_eq!(rotation_time(exp, &equity), at("2025-02-01T08:30:00+05:30"));
+        // Republic Day 2026 is closed: a midday deadline stands.
+        let exp = at("2026-01-26T12:30:00+05:30");
+        assert_eq!(rotation_time(exp, &equity), at("2026-01-26T12:00:00+05:30"));
+        // The fixed window treats the holiday as a trading day, as before.
+        assert_eq!(rotation_time(exp, &cfg(30)), at("2026-01-26T08:30:00+05:30"));
+        // An MCX evening: 22:00 is inside commodity's session, not equity's.
+        let commodity = calendar_cfg(30, Segments::one(Segment::Commodity));
+        let exp = at("2026-02-10T22:30:00+05:30");
+        assert_eq!(rotation_time(exp, &equity), at("2026-02-10T22:00:00+05:30"));
+        assert_eq!(rotation_time(exp, &commodity), at("2026-02-10T08:15:00+05:30"));
+        // After the close (23:55 in February), the deadline stands.
+        let exp = at("2026-02-11T00:30:00+05:30");
+        assert_eq!(rotation_time(exp, &commodity), at("2026-02-11T00:00:00+05:30"));
+        // The default equity setting matches the old 09:00-15:30 default on an ordinary day.
+        let exp = at("2026-02-10T12:00:00+05:30");
+        assert_eq!(rotation_time(exp, &equity), rotation_time(exp, &cfg(30)));
     }
 
     #[test]

@@ -68,6 +68,36 @@ pub struct DaemonState {
     pub credentials_refused: Option<CredentialStop>,
     /// The IST date the admin was last told that Dhan does not allow orders from this machine.
     pub ip_alerted_on: Option<chrono::NaiveDate>,
+    /// The calendar data end already announced on Telegram (announced once per end date).
+    pub calendar_notice_for: Option<chrono::NaiveDate>,
+}
+
+impl DaemonState {
+    /// Drops instants no clock could have produced (a hand-edited or damaged file), so that
+    /// adding a cooldown or a day to them cannot overflow (it used to panic on every start).
+    fn sane(mut self) -> Self {
+        fn ok(t: &DateTime<FixedOffset>) -> bool {
+            use chrono::Datelike;
+            (1970..=9999).contains(&t.year())
+        }
+        let mut dropped = Vec::new();
+        if self.last_mint_at.as_ref().is_some_and(|t| !ok(t)) {
+            self.last_mint_at = None;
+            dropped.push("last_mint_at");
+        }
+        if self.alerted.as_ref().and_then(|a| a.expires_at.as_ref()).is_some_and(|t| !ok(t)) {
+            self.alerted = None;
+            dropped.push("alerted");
+        }
+        if self.last_attempt.as_ref().is_some_and(|a| !ok(&a.at)) {
+            self.last_attempt = None;
+            dropped.push("last_attempt");
+        }
+        if !dropped.is_empty() {
+            tracing::warn!(?dropped, "the daemon state file held impossible values; ignored them");
+        }
+        self
+    }
 }
 
 /// The state file and its in-memory copy.
@@ -87,9 +117,9 @@ impl StateFile {
 
     /// Loads the state, or defaults when the file is missing or unreadable (logged, set aside).
     pub fn load(path: PathBuf) -> Self {
-        let state = match std::fs::read(&path) {
+        let state = match crate::harden::read_capped(&path, 1024 * 1024) {
             Ok(bytes) => match serde_json::from_slice::<DaemonState>(&bytes) {
-                Ok(s) => s,
+                Ok(s) => s.sane(),
                 Err(e) => {
                     let aside = path.with_extension("state.corrupt");
                     let _ = std::fs::rename(&path, &aside);

@@ -84,6 +84,26 @@ impl TotpSecret {
         Self(bytes)
     }
 
+    /// The secret in canonical base32 (upper case, no padding), to scrub it from text that
+    /// leaves the process (a hook's output).
+    pub(crate) fn to_base32(&self) -> String {
+        const ALPHABET: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+        let mut out = String::new();
+        let (mut acc, mut bits) = (0u32, 0u32);
+        for b in &self.0 {
+            acc = (acc << 8) | u32::from(*b);
+            bits += 8;
+            while bits >= 5 {
+                bits -= 5;
+                out.push(char::from(ALPHABET[((acc >> bits) & 31) as usize]));
+            }
+        }
+        if bits > 0 {
+            out.push(char::from(ALPHABET[((acc << (5 - bits)) & 31) as usize]));
+        }
+        out
+    }
+
     /// The code for the window containing `at`, and its seconds left.
     pub fn code_at(&self, at: DateTime<Utc>) -> Code {
         let t = at.timestamp();

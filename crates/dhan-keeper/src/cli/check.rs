@@ -43,12 +43,38 @@ async fn telegram(cfg: &Config, bot_token: &crate::secret::Secret, chat: i64, ad
     }
 }
 
+/// What rotations avoid, and whether the calendar's data runs out soon (a warning, not a failure).
+fn calendar(cfg: &Config, clock: &dyn Clock) {
+    use crate::config::MarketChoice;
+    let segs = match cfg.market_hours {
+        None => return println!("   Calendar    market_hours is \"off\": rotations may happen during sessions"),
+        Some(MarketChoice::Window(mh)) => {
+            return println!(
+                "   Calendar    market_hours is the fixed window {}-{} IST, Mon-Fri (holidays not known)",
+                mh.open.format("%H:%M"),
+                mh.close.format("%H:%M")
+            );
+        }
+        Some(MarketChoice::Segments(s)) => s,
+    };
+    let today = ist::to_ist(&clock.now()).date_naive();
+    let extra = cfg.calendar_file.as_ref().map(|p| format!(" + {}", p.display())).unwrap_or_default();
+    match crate::calendar::end_notice(&cfg.calendar, segs, today) {
+        Some((_, notice)) => println!("⚠️  Calendar    {notice}"),
+        None => {
+            let end = cfg.calendar.data_ends(segs).map(|d| d.to_string()).unwrap_or_else(|| "?".into());
+            println!("✅ Calendar    rotations avoid {segs} sessions; data to {end} (built in{extra})");
+        }
+    }
+}
+
 /// Runs every check and prints one line each. Exit 0 when all pass.
 pub async fn check(cfg: &Config, clock: &dyn Clock) -> ExitCode {
     let mut failed = false;
     let origin = cfg.path.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "environment only".into());
     println!("✅ Config      {origin}");
     println!("   Mode        {}", cfg.mode());
+    calendar(cfg, clock);
     for w in &cfg.warnings {
         println!("⚠️  Config      {w}");
     }
@@ -58,6 +84,23 @@ pub async fn check(cfg: &Config, clock: &dyn Clock) -> ExitCode {
             failed |= !telegram(cfg, bot_token, chat, admin).await;
         }
         _ => println!("⚠️  Telegram    not configured: no alerts, no remote control"),
+    }
+    if let Some(addr) = cfg.http_listen {
+        if cfg.http_allow_remote && !addr.ip().is_loopback() {
+            println!(
+                "⚠️  HTTP        {addr}, reachable beyond this machine (http_allow_remote); /token needs http_token"
+            );
+        } else {
+            println!("✅ HTTP        {addr}, this machine only");
+        }
+    }
+    let token_dir = match cfg.token_file.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => std::path::Path::new("."),
+    };
+    if let Some(reason) = crate::harden::unsafe_dir(token_dir) {
+        println!("❌ Token dir   {reason}");
+        failed = true;
     }
 
     let store = TokenStore::new(&cfg.token_file);

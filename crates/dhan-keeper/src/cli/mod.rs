@@ -3,12 +3,14 @@
 //! Exit codes: 0 success, 1 the thing asked for is not there or failed (no token, expired, Dhan
 //! refused), 2 bad configuration or usage.
 
+mod calendar;
 mod check;
 mod refresh;
 mod status;
 
 use std::process::ExitCode;
 
+pub use calendar::calendar;
 pub use check::check;
 pub use refresh::refresh;
 pub use status::{status, token};

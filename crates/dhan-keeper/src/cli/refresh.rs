@@ -25,7 +25,7 @@ pub async fn refresh(cfg: &Config, clock: &dyn Clock) -> anyhow::Result<ExitCode
     };
     let lock_path = cfg.lock_file();
     let _lock = InstanceLock::acquire(&lock_path, "refresh")?;
-    let store = TokenStore::new(&cfg.token_file);
+    let store = TokenStore::for_config(cfg);
     let now = clock.now();
     let previous = match store.load() {
         Ok(t) => t,

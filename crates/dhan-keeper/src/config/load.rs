@@ -59,8 +59,18 @@ pub(super) fn load(explicit: Option<PathBuf>, env: &dyn Fn(&str) -> Option<Strin
         .or_else(|| env("DHAN_KEEPER_CONFIG").filter(|p| !p.is_empty()).map(PathBuf::from))
         .unwrap_or_else(default_path);
     let mut warnings = Vec::new();
-    let (mut map, from_file) = match std::fs::read_to_string(&path) {
-        Ok(text) => (parse_object(&path, &text)?, true),
+    let (mut map, from_file) = match read_text(&path, MAX_CONFIG) {
+        Ok(text) => {
+            if let Some(key) = duplicate_key(&text) {
+                return Err(ConfigError::Invalid {
+                    origin: format!("config file {}", path.display()),
+                    problems: vec![format!(
+                        "`{key}` appears more than once; only the last would count, so keep exactly one"
+                    )],
+                });
+            }
+            (parse_object(&path, &text)?, true)
+        }
         Err(e) if e.kind() == ErrorKind::NotFound => {
             // A config made only of environment variables (containers) is fine.
             if env(&format!("{ENV_PREFIX}CLIENT_ID")).is_none() {
@@ -97,6 +107,41 @@ pub(super) fn load(explicit: Option<PathBuf>, env: &dyn Fn(&str) -> Option<Strin
         }
         Err(problems) => Err(ConfigError::Invalid { origin, problems }),
     }
+}
+
+/// The largest config file read.
+const MAX_CONFIG: u64 = 1024 * 1024;
+/// The largest `*_file` secret read.
+const MAX_SECRET_FILE: u64 = 64 * 1024;
+
+/// Reads a file as text without blocking on a FIFO and without reading more than `limit` bytes.
+fn read_text(path: &Path, limit: u64) -> std::io::Result<String> {
+    let bytes = crate::harden::read_capped(path, limit)?;
+    String::from_utf8(bytes).map_err(|_| std::io::Error::new(ErrorKind::InvalidData, "it is not UTF-8 text"))
+}
+
+/// The first top-level key that appears twice (serde_json would silently keep the last).
+fn duplicate_key(text: &str) -> Option<String> {
+    struct Keys;
+    impl<'de> serde::de::Visitor<'de> for Keys {
+        type Value = Option<String>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut seen = std::collections::HashSet::new();
+            let mut dup = None;
+            while let Some(key) = map.next_key::<String>()? {
+                map.next_value::<serde::de::IgnoredAny>()?;
+                if !seen.insert(key.clone()) && dup.is_none() {
+                    dup = Some(key);
+                }
+            }
+            Ok(dup)
+        }
+    }
+    let mut de = serde_json::Deserializer::from_str(text);
+    serde::Deserializer::deserialize_map(&mut de, Keys).ok().flatten().map(|k| crate::harden::sanitize(&k, 40))
 }
 
 fn parse_object(path: &Path, text: &str) -> Result<Map<String, Value>, ConfigError> {
@@ -160,7 +205,7 @@ fn read_secret_files(map: &mut Map<String, Value>, problems: &mut Vec<String>) {
             problems.push(format!("`{key}` and `{file_key}` are both set; keep only one"));
             continue;
         }
-        match std::fs::read_to_string(&file) {
+        match read_text(Path::new(&file), MAX_SECRET_FILE) {
             Ok(text) => {
                 map.insert((*key).to_string(), Value::String(text.trim_end_matches(['\n', '\r']).to_string()));
             }

@@ -11,11 +11,13 @@ mod validate;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::NaiveTime;
 use url::Url;
 
+use crate::calendar::{Calendar, Segment, Segments};
 use crate::secret::Secret;
 use crate::totp::TotpSecret;
 
@@ -50,6 +52,10 @@ pub const KNOWN_KEYS: &[&str] = &[
     "verify_every",
     "reprobe_after",
     "hook_timeout",
+    "calendar_file",
+    "http_allow_remote",
+    "token_file_mode",
+    "token_file_group",
 ];
 
 /// Keys that hold secrets: never echoed, and also readable from `<key>_file`.
@@ -91,6 +97,22 @@ impl Default for MarketHours {
     }
 }
 
+/// What `market_hours` asks rotations to stay out of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MarketChoice {
+    /// `"HH:MM-HH:MM"`: one fixed IST window, Monday to Friday (exchange holidays ignored).
+    Window(MarketHours),
+    /// `"equity"` (the default), `"commodity"`, `"currency"` or a list: every session of those
+    /// segments in the [`crate::calendar`], special sessions included.
+    Segments(Segments),
+}
+
+impl Default for MarketChoice {
+    fn default() -> Self {
+        MarketChoice::Segments(Segments::one(Segment::Equity))
+    }
+}
+
 /// A validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -119,7 +141,11 @@ pub struct Config {
     /// How long before expiry automatic mode rotates at the latest.
     pub refresh_before: Duration,
     /// Market hours to avoid for rotations; `None` when `"off"`.
-    pub market_hours: Option<MarketHours>,
+    pub market_hours: Option<MarketChoice>,
+    /// The exchange calendar: the embedded data with the user's `calendar_file` applied.
+    pub calendar: Arc<Calendar>,
+    /// The user's additions to the calendar, if any.
+    pub calendar_file: Option<PathBuf>,
     /// Base URL of Dhan's auth host.
     pub dhan_auth_url: Url,
     /// Base URL of Dhan's api host.
@@ -153,6 +179,12 @@ pub struct Config {
     pub reprobe_after: Duration,
     /// How long `on_refresh` may run before it is killed (default 30 s).
     pub hook_timeout: Duration,
+    /// Lets `http_listen` be a non-loopback address (needs `http_token`); default false.
+    pub http_allow_remote: bool,
+    /// Permission bits of the token file (default 0o600; at most 0o660).
+    pub token_file_mode: u32,
+    /// Group (gid) the token file is given to, so another user in it can read the token.
+    pub token_file_group: Option<u32>,
     /// Things worth telling the user that do not stop dhan-keeper.
     pub warnings: Vec<String>,
 }
@@ -186,6 +218,14 @@ impl Config {
         h.update([0]);
         h.update(self.totp_secret.as_ref().map_or(&[][..], |t| t.bytes()));
         h.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// The segments whose sessions matter to this user: those `market_hours` names, else equity.
+    pub fn calendar_segments(&self) -> Segments {
+        match self.market_hours {
+            Some(MarketChoice::Segments(s)) => s,
+            _ => Segments::one(Segment::Equity),
+        }
     }
 
     /// The lock file that keeps two processes from minting at once.

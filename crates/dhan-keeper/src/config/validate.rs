@@ -1,14 +1,16 @@
 //! Turning the layered key/value map into a typed [`Config`], one problem message per bad key.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::NaiveTime;
 use serde_json::{Map, Value};
 use url::Url;
 
-use super::{Config, MarketHours};
+use super::{Config, MarketChoice, MarketHours};
+use crate::calendar::{Calendar, Segments};
 use crate::secret::Secret;
 use crate::totp::TotpSecret;
 
@@ -73,6 +75,15 @@ impl Reader<'_> {
     fn url(&mut self, key: &str, default: &str) -> Option<Url> {
         let raw = self.text(key).unwrap_or_else(|| default.to_string());
         match Url::parse(&raw) {
+            Ok(u) if u.scheme() == "http" && u.has_host() && u.query().is_none() && !is_this_machine(&u) => {
+                self.problem(format!(
+                    "`{key}` uses plain http:// to another machine ({}); what is sent there (the PIN and TOTP code, \
+                     tokens, the bot token) would cross the network unencrypted; use https://, or http:// only to \
+                     127.0.0.1 / localhost",
+                    u.host_str().unwrap_or_default()
+                ));
+                None
+            }
             Ok(u) if matches!(u.scheme(), "http" | "https") && u.has_host() && u.query().is_none() => Some(u),
             Ok(_) => {
                 self.problem(format!(
@@ -145,12 +156,17 @@ pub(super) fn validate(
     let alert_before = r.duration("alert_before", Duration::from_secs(2 * 3600));
     let refresh_before = r.duration("refresh_before", Duration::from_secs(30 * 60));
     let market_hours = market_hours(&mut r);
+    let (calendar, calendar_file) = calendar(&mut r, base_dir);
     let dhan_auth_url = r.url("dhan_auth_url", "https://auth.dhan.co");
     let dhan_api_url = r.url("dhan_api_url", "https://api.dhan.co");
     let telegram_api_url = r.url("telegram_api_url", "https://api.telegram.org");
     let on_refresh = on_refresh(&mut r);
-    let http_listen = http_listen(&mut r);
+    let http_allow_remote = flag(&mut r, "http_allow_remote");
     let http_token = r.secret("http_token", "a long random string");
+    let has_http_token = has(&r, "http_token");
+    let http_listen = http_listen(&mut r, http_allow_remote, has_http_token);
+    let token_file_mode = token_file_mode(&mut r);
+    let token_file_group = token_file_group(&mut r);
     let dhan_timeout = r.duration("dhan_timeout", Duration::from_secs(15));
     let final_alert_before = r.duration("final_alert_before", Duration::from_secs(30 * 60));
     // Dhan allows one mint per 2 minutes counted from the last attempt; 5 s of margin (as
@@ -230,6 +246,8 @@ pub(super) fn validate(
         alert_before,
         refresh_before,
         market_hours,
+        calendar,
+        calendar_file,
         dhan_auth_url,
         dhan_api_url,
         telegram_api_url,
@@ -245,6 +263,9 @@ pub(super) fn validate(
         verify_every,
         reprobe_after,
         hook_timeout,
+        http_allow_remote,
+        token_file_mode,
+        token_file_group,
         warnings: r.warnings,
     })
 }
@@ -272,6 +293,16 @@ fn ordered_pair(
         }
         (true, false) => (large_from_small(small).max(small), small),
         _ => (large, small_from_large(large).min(large)),
+    }
+}
+
+/// Whether a URL points at this machine (a loopback address or `localhost`).
+fn is_this_machine(u: &Url) -> bool {
+    match u.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
     }
 }
 
@@ -343,13 +374,39 @@ fn bot_token(r: &mut Reader<'_>) -> Option<Secret> {
     Some(s)
 }
 
-/// `None` for "off" (or a bad value, which is reported).
-fn market_hours(r: &mut Reader<'_>) -> Option<MarketHours> {
-    let Some(raw) = r.text("market_hours") else {
-        return Some(MarketHours::default());
+/// `None` for "off" (or a bad value, which is reported). Segment names (`"equity"`, a list, or
+/// `"equity,commodity"`) choose calendar sessions; `"HH:MM-HH:MM"` keeps one fixed window.
+fn market_hours(r: &mut Reader<'_>) -> Option<MarketChoice> {
+    let hint = "`market_hours` must be \"equity\" (the default), \"commodity\", \"currency\", a list of those like \
+                [\"equity\", \"commodity\"], a fixed IST window \"HH:MM-HH:MM\" with the open before the close, or \"off\"";
+    let raw = match r.map.get("market_hours") {
+        Some(Value::Array(items)) => {
+            let names: Option<Vec<&str>> = items.iter().map(Value::as_str).collect();
+            match names {
+                Some(names) if !names.is_empty() => names.join(","),
+                _ => {
+                    r.problem(format!("{hint}; got a list that is empty or not all strings"));
+                    return None;
+                }
+            }
+        }
+        _ => match r.text("market_hours") {
+            Some(raw) => raw,
+            None if r.failed("market_hours") => return None,
+            None => return Some(MarketChoice::default()),
+        },
     };
     if raw.eq_ignore_ascii_case("off") {
         return None;
+    }
+    if raw.chars().next().is_some_and(|c| c.is_ascii_alphabetic()) {
+        return match Segments::parse_list(&raw) {
+            Ok(segs) => Some(MarketChoice::Segments(segs)),
+            Err(bad) => {
+                r.problem(format!("{hint}; {bad:?} is not a segment"));
+                None
+            }
+        };
     }
     let parsed = raw.split_once('-').and_then(|(a, b)| {
         let open = NaiveTime::parse_from_str(a.trim(), "%H:%M").ok()?;
@@ -357,12 +414,46 @@ fn market_hours(r: &mut Reader<'_>) -> Option<MarketHours> {
         (open < close).then_some(MarketHours { open, close })
     });
     if parsed.is_none() {
-        r.problem(format!(
-            "`market_hours` must be \"HH:MM-HH:MM\" in IST with the open before the close (default \"09:00-15:30\"), \
-             or \"off\"; got {raw:?}"
-        ));
+        r.problem(format!("{hint}; got {raw:?}"));
     }
-    parsed
+    parsed.map(MarketChoice::Window)
+}
+
+/// The embedded calendar with the user's `calendar_file` applied; bad lines are reported with
+/// their numbers.
+fn calendar(r: &mut Reader<'_>, base_dir: &Path) -> (Arc<Calendar>, Option<PathBuf>) {
+    const MAX: u64 = 1 << 20;
+    let mut cal = match Calendar::embedded() {
+        Ok(c) => c,
+        Err(errs) => {
+            r.problem(format!("internal: the embedded calendar does not parse ({}); please report this", errs[0]));
+            Calendar::default()
+        }
+    };
+    let Some(file) = r.text("calendar_file") else {
+        return (Arc::new(cal), None);
+    };
+    let path = base_dir.join(&file);
+    let shown = path.display();
+    let text = match std::fs::metadata(&path) {
+        Ok(m) if !m.is_file() => Err(format!("`calendar_file` {shown} is not a regular file")),
+        Ok(m) if m.len() > MAX => Err(format!("`calendar_file` {shown} is larger than 1 MiB; is it the right file?")),
+        Ok(_) => std::fs::read_to_string(&path).map_err(|e| format!("`calendar_file` {shown} cannot be read: {e}")),
+        Err(e) => Err(format!("`calendar_file` {shown} cannot be read: {e}")),
+    };
+    match text {
+        Ok(text) => {
+            if let Err(errs) = cal.apply(&text) {
+                for e in errs {
+                    r.problem(format!("`calendar_file` {shown} {e}"));
+                }
+            }
+        }
+        Err(msg) => {
+            r.problem(msg);
+        }
+    }
+    (Arc::new(cal), Some(path))
 }
 
 fn on_refresh(r: &mut Reader<'_>) -> Option<Vec<String>> {
@@ -387,7 +478,7 @@ fn on_refresh(r: &mut Reader<'_>) -> Option<Vec<String>> {
     }
 }
 
-fn http_listen(r: &mut Reader<'_>) -> Option<SocketAddr> {
+fn http_listen(r: &mut Reader<'_>, allow_remote: bool, has_token: bool) -> Option<SocketAddr> {
     let raw = r.text("http_listen")?;
     let parsed = raw.parse::<SocketAddr>().ok().or_else(|| {
         let port = raw.strip_prefix("localhost:")?.parse::<u16>().ok()?;
@@ -395,10 +486,24 @@ fn http_listen(r: &mut Reader<'_>) -> Option<SocketAddr> {
     });
     match parsed {
         Some(addr) if addr.ip().is_loopback() => Some(addr),
+        Some(addr) if allow_remote && has_token => {
+            r.warnings.push(format!(
+                "`http_listen` {addr} is reachable beyond this machine (`http_allow_remote`): GET /token needs the \
+                 bearer `http_token`, but traffic is plain HTTP; keep it on a private network"
+            ));
+            Some(addr)
+        }
+        Some(_) if allow_remote => {
+            r.problem(format!(
+                "`http_listen` {raw:?} is not a loopback address, and `http_allow_remote` needs `http_token` set too \
+                 (generate one with: openssl rand -hex 24)"
+            ));
+            None
+        }
         Some(_) => {
             r.problem(format!(
                 "`http_listen` must be a loopback address such as \"127.0.0.1:8765\"; {raw:?} would expose the token \
-                 beyond this machine"
+                 beyond this machine (to allow that on purpose, set \"http_allow_remote\": true and `http_token`)"
             ));
             None
         }
@@ -407,4 +512,64 @@ fn http_listen(r: &mut Reader<'_>) -> Option<SocketAddr> {
             None
         }
     }
+}
+
+/// A yes/no key: JSON `true`/`false` or the strings "true"/"false" (environment variables).
+fn flag(r: &mut Reader<'_>, key: &str) -> bool {
+    match r.map.get(key) {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(Value::String(s)) if s.trim().eq_ignore_ascii_case("true") => true,
+        Some(Value::String(s)) if s.trim().eq_ignore_ascii_case("false") || s.trim().is_empty() => false,
+        Some(_) => {
+            r.problem(format!("`{key}` must be true or false"));
+            false
+        }
+    }
+}
+
+/// Octal permission bits for the token file: owner read+write always, group read (or
+/// read+write) allowed, nothing for others and no execute bits.
+fn token_file_mode(r: &mut Reader<'_>) -> u32 {
+    let Some(raw) = r.text("token_file_mode") else {
+        return 0o600;
+    };
+    let digits = raw.strip_prefix("0o").unwrap_or(&raw);
+    match u32::from_str_radix(digits, 8) {
+        Ok(mode) if mode & !0o660 == 0 && mode & 0o600 == 0o600 => mode,
+        Ok(_) => {
+            r.problem(format!(
+                "`token_file_mode` {raw:?} is not allowed: the owner must read and write (0600), the group may read \
+                 (0640) or read and write (0660), others get nothing; use \"0600\" or \"0640\""
+            ));
+            0o600
+        }
+        Err(_) => {
+            r.problem(format!(
+                "`token_file_mode` must be octal permission bits as a string, like \"0640\"; got {raw:?}"
+            ));
+            0o600
+        }
+    }
+}
+
+/// A group name (looked up in /etc/group) or a numeric gid.
+fn token_file_group(r: &mut Reader<'_>) -> Option<u32> {
+    let raw = r.text("token_file_group")?;
+    if let Ok(gid) = raw.parse::<u32>() {
+        return Some(gid);
+    }
+    let found = std::fs::read_to_string("/etc/group").ok().and_then(|groups| {
+        groups.lines().find_map(|line| {
+            let mut fields = line.split(':');
+            (fields.next() == Some(raw.as_str())).then(|| fields.nth(1).and_then(|g| g.parse::<u32>().ok()))?
+        })
+    });
+    if found.is_none() {
+        r.problem(format!(
+            "`token_file_group` {raw:?} is not a group in /etc/group; give an existing group name or its numeric \
+             gid (see: getent group)"
+        ));
+    }
+    found
 }

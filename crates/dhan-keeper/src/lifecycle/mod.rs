@@ -1,7 +1,7 @@
 //! The token lifecycle: the [`Keeper`] that owns the current token and every way to replace it,
 //! and the loop that asks what is next and sleeps until then.
 //!
-//! Every change of token goes through [`Keeper::accept`] under one async lock, whether it came
+//! Every change of token goes through `Keeper::accept` under one async lock, whether it came
 //! from the schedule, `/refresh`, a pasted token or a consent login: save atomically, reset the
 //! alert ladder, confirm on Telegram, run the hook, wake the loop. The loop never sleeps longer
 //! than [`MAX_NAP`] and recomputes its plan from the [`Clock`](crate::clock::Clock) on waking,
@@ -36,8 +36,7 @@ use crate::state::{Attempt, StateFile};
 use crate::telegram::{Button, Outbox};
 use crate::token::{StoreError, Token, TokenSource, TokenStore};
 
-/// The longest the loop sleeps before looking at the clock again.
-pub const MAX_NAP: Duration = Duration::from_secs(30);
+pub use crate::planner::MAX_NAP;
 
 /// Re-probes after a first rejection before a token is called dead: rejections seen live soon
 /// after a mint were sometimes transient (reference §8b.4), and a mint on a false alarm kills the
@@ -196,7 +195,7 @@ fn chrono(d: Duration) -> chrono::Duration {
 impl Keeper {
     /// A keeper holding `token` (as loaded; the loop checks it with Dhan first).
     pub fn new(cfg: Config, dhan: DhanClient, clock: SharedClock, outbox: Outbox, token: Option<Token>) -> Self {
-        let store = TokenStore::new(cfg.token_file.clone());
+        let store = TokenStore::for_config(&cfg);
         let state = StateFile::load(StateFile::path_for(&cfg.token_file));
         Self {
             policy: PolicyConfig::from_config(&cfg),
@@ -370,8 +369,9 @@ impl Keeper {
         let outbox = self.outbox.clone();
         let chat = self.alert_chat();
         let failures = std::sync::Arc::clone(&self.metrics.hook_failures);
+        let secrets = crate::hook::secrets_of(&self.cfg);
         tokio::spawn(async move {
-            match crate::hook::run(&argv, &token, &client_id, timeout).await {
+            match crate::hook::run(&argv, &token, &client_id, timeout, &secrets).await {
                 Ok(()) => tracing::info!("on_refresh command finished"),
                 Err(e) => {
                     tracing::error!(error = %e, "on_refresh command failed");
@@ -418,13 +418,10 @@ impl Keeper {
         }
     }
 
-    /// The retry instant for the current failure streak, with jitter fixed per failure so the
-    /// plan does not move every time the loop wakes. A failure stamped in the future (the clock
-    /// went back) counts as now.
-    fn next_retry_fixed(&self, live: &Live) -> Option<DateTime<Utc>> {
-        let at = live.last_failure_at?.min(self.clock.now());
-        let jitter = (at.timestamp_subsec_nanos() % 1000) as f64 / 1000.0;
-        at.checked_add_signed(chrono(crate::policy::backoff(live.failures, jitter, &self.policy)))
+    /// The retry instant for the current failure streak (see [`crate::planner::next_retry`]).
+    fn next_retry_fixed(&self, _live: &Live) -> Option<DateTime<Utc>> {
+        let now = self.clock.now();
+        crate::planner::next_retry(&self.snapshot(now), &self.policy)
     }
 }
 

@@ -1,4 +1,5 @@
-//! One pass of the loop and the loop itself: check, renew or mint, alert, sleep.
+//! One pass of the loop and the loop itself: snapshot, ask the [`planner`](crate::planner),
+//! perform the one action that is due, ask again.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -6,34 +7,51 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
-use super::{Keeper, MAX_NAP, RotateError, chrono};
+use super::{Keeper, MAX_NAP, RotateError};
 use crate::alerts;
 use crate::config::Mode;
-use crate::gate::{self, Asker, Gate};
+use crate::gate::{self, Asker};
 use crate::ist;
-use crate::policy::{self, AlertStep};
+use crate::planner::{self, Action, Cadence, Snapshot, Usable};
+use crate::policy::AlertStep;
 use crate::state::Alerted;
 
 impl Keeper {
-    /// When the next rotation is due, or `None` when none is planned (consent mode with a token
-    /// Dhan does not renew, or automatic minting stopped after a credential refusal).
-    pub(crate) fn rotation_due(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        let usable = self.usable_token();
-        let renew = usable.as_ref().is_some_and(|t| self.can_renew(t));
+    /// The planner's view of this keeper now.
+    pub(crate) fn snapshot(&self, now: DateTime<Utc>) -> Snapshot {
+        let live = self.live();
         let state = self.state.get();
-        let gate = gate::mint_gate(&state, now, self.cfg.mint_cooldown, &self.cfg.credentials_id(), Asker::Schedule);
-        if !renew && (self.cfg.mode() == Mode::Consent || matches!(gate, Gate::CredentialsRefused(_))) {
-            return None;
+        let usable = self.usable_token();
+        let ladder_expiry = self.token().filter(|_| !live.revoked).map(|t| t.expires_at.with_timezone(&Utc));
+        Snapshot {
+            now,
+            mode: self.cfg.mode(),
+            paused: state.paused,
+            unsaved: live.unsaved,
+            usable: usable
+                .as_ref()
+                .map(|t| Usable { expires_at: t.expires_at.with_timezone(&Utc), renewable: self.can_renew(t) }),
+            ladder_expiry,
+            last_verify: live.last_verify,
+            suspect_since: live.suspect.as_ref().map(|s| s.last_at),
+            ip_checked_at: live.ip_checked_at,
+            failures: live.failures,
+            last_failure_at: live.last_failure_at,
+            gate: gate::mint_gate(&state, now, self.cfg.mint_cooldown, &self.cfg.credentials_id(), Asker::Schedule),
+            alerts_enabled: self.alert_chat().is_some(),
+            alert_sent: state
+                .alerted
+                .filter(|a| a.expires_at.map(|e| e.with_timezone(&Utc)) == ladder_expiry)
+                .map(|a| a.step),
         }
-        let expires = usable.as_ref().map(|t| t.expires_at.with_timezone(&Utc));
-        let mut due = policy::next_rotation(now, expires, None, &self.policy);
-        if let Some(retry) = self.next_retry_fixed(&self.live()) {
-            due = due.max(retry);
+    }
+
+    fn cadence(&self) -> Cadence {
+        Cadence {
+            verify_every: self.cfg.verify_every,
+            reprobe_after: self.cfg.reprobe_after,
+            ip_check_every: super::verify::IP_CHECK_EVERY,
         }
-        if let (false, Gate::Window { until }) = (renew, gate) {
-            due = due.max(until);
-        }
-        Some(due)
     }
 
     /// One pass of the loop: do what is due, return when to look again.
@@ -41,54 +59,32 @@ impl Keeper {
         self.heal_file();
         let now = self.clock.now();
         self.forget_future_attempt(now);
-        let mut wake = now + chrono(if self.live().unsaved { Duration::from_secs(1) } else { MAX_NAP });
-        if self.state.get().paused {
-            self.set_live(|l| {
-                l.next_rotation = None;
-                l.next_alert = None;
-            });
-            return wake;
-        }
-
-        // The plan is known before anything is checked, so /status never shows a blank.
-        let due = self.rotation_due(now);
-        self.set_live(|l| l.next_rotation = due);
-
-        // 1. Is the token alive (and, while a rejection is being confirmed, still)?
-        if let Some(due) = self.verify_due(now) {
-            if due <= now {
-                self.verify().await;
-                return self.clock.now();
-            }
-            wake = wake.min(due);
-        }
-        // 2. Will Dhan take orders from here?
-        if let Some(due) = self.ip_check_due(now) {
-            if due <= now {
-                self.check_ip().await;
-                return self.clock.now();
-            }
-            wake = wake.min(due);
-        }
-
-        // 3. Rotation.
-        if let Some(due) = due {
+        let snapshot = self.snapshot(now);
+        let plan = planner::plan(&snapshot, &self.policy, &self.cadence());
+        self.set_live(|l| {
+            l.next_rotation = plan.next_rotation;
+            l.next_alert = plan.next_alert;
+        });
+        if let Some(due) = plan.next_rotation.filter(|_| !snapshot.paused) {
             self.warn_if_gap(due);
-            if due <= now {
-                match self.rotate("scheduled", Asker::Schedule).await {
-                    Ok(_) | Err(RotateError::NeedsLogin | RotateError::Suspect) => {}
-                    Err(RotateError::Cooldown { until, refused: true, .. }) => self.on_refusal(until),
-                    Err(RotateError::Cooldown { refused: false, .. }) => {}
-                    Err(e) => self.record_failure(&e),
-                }
-                return self.clock.now();
-            }
-            wake = wake.min(due);
         }
-
-        // 4. The alert ladder.
-        self.ladder(now, &mut wake).await;
-        wake
+        match plan.action {
+            None => return plan.wake,
+            Some(Action::Verify) => self.verify().await,
+            Some(Action::CheckIp) => self.check_ip().await,
+            Some(Action::Rotate) => match self.rotate("scheduled", Asker::Schedule).await {
+                Ok(_) | Err(RotateError::NeedsLogin | RotateError::Suspect) => {}
+                Err(RotateError::Cooldown { until, refused: true, .. }) => self.on_refusal(until),
+                Err(RotateError::Cooldown { refused: false, .. }) => {}
+                Err(e) => self.record_failure(&e),
+            },
+            Some(Action::Alert(step)) => {
+                let expires = snapshot.ladder_expiry;
+                self.send_expiry_alert(step, expires, now, self.live().last_error.as_deref()).await;
+                self.state.update(|s| s.alerted = Some(Alerted { expires_at: expires.map(|e| ist::to_ist(&e)), step }));
+            }
+        }
+        self.clock.now()
     }
 
     /// Dhan refused a mint inside its window: said at once in the log (by `mint`), and on
@@ -117,40 +113,6 @@ impl Keeper {
         );
         self.set_live(|l| l.gap_alerted_for = Some(tok.expires_at));
         self.alert(alerts::gap(due, expires), vec![alerts::refresh_button(self.cfg.mode())]);
-    }
-
-    /// The expiry alert ladder: always in consent mode; in automatic mode once rotation has
-    /// failed or minting is stopped.
-    async fn ladder(&self, now: DateTime<Utc>, wake: &mut DateTime<Utc>) {
-        let live = self.live();
-        let automatic = self.cfg.mode() == Mode::Automatic;
-        let stopped = gate::credential_stop(&self.state.get(), &self.cfg.credentials_id()).is_some();
-        // The ladder follows the current token even once it has expired; a revoked or missing
-        // token is "no token" (one alert).
-        let expires = self.token().filter(|_| !live.revoked).map(|t| t.expires_at.with_timezone(&Utc));
-        if self.alert_chat().is_some() && (!automatic || live.failures > 0 || stopped) {
-            let sent = self.state.get().alerted.filter(|a| a.expires_at.map(|e| e.with_timezone(&Utc)) == expires);
-            let sent_step = sent.map(|a| a.step);
-            let step = match expires {
-                Some(exp) => policy::alert_due(now, exp, sent_step, &self.policy),
-                None => (sent_step.is_none()).then_some(AlertStep::Expired),
-            };
-            if let Some(step) = step {
-                self.send_expiry_alert(step, expires, now, live.last_error.as_deref()).await;
-                self.state.update(|s| s.alerted = Some(Alerted { expires_at: expires.map(|e| ist::to_ist(&e)), step }));
-            }
-            let next = expires.and_then(|exp| policy::next_alert_at(exp, step.or(sent_step), &self.policy));
-            self.set_live(|l| l.next_alert = next);
-            if let Some(n) = next {
-                *wake = (*wake).min(n);
-            }
-        } else {
-            let next = expires.and_then(|exp| policy::next_alert_at(exp, None, &self.policy)).filter(|_| !automatic);
-            self.set_live(|l| l.next_alert = next);
-        }
-        if let Some(exp) = expires.filter(|e| *e > now) {
-            *wake = (*wake).min(exp);
-        }
     }
 
     async fn send_expiry_alert(

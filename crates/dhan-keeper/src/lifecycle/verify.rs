@@ -118,23 +118,6 @@ impl Keeper {
         self.wake();
     }
 
-    /// When the next `/v2/profile` check is due: soon while a rejection is being confirmed, else
-    /// every `verify_every`. `None` without a usable token.
-    pub(crate) fn verify_due(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        self.usable_token()?;
-        let live = self.live();
-        if let Some(s) = &live.suspect {
-            return Some(s.last_at.min(now) + super::chrono(self.cfg.reprobe_after));
-        }
-        Some(live.last_verify.map_or(now, |t| t.min(now) + super::chrono(self.cfg.verify_every)))
-    }
-
-    /// When `getIP` is next due (start-up, after each new token, then every [`IP_CHECK_EVERY`]).
-    pub(crate) fn ip_check_due(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        self.usable_token()?;
-        Some(self.live().ip_checked_at.map_or(now, |t| t.min(now) + super::chrono(IP_CHECK_EVERY)))
-    }
-
     /// Asks Dhan whether orders from this machine are allowed; tells the admin once per IST day
     /// when they are not.
     pub async fn check_ip(&self) {

@@ -4,14 +4,20 @@
 //! 429 waits exactly `retry_after` and resends; network errors and 5xx back off with jitter up
 //! to a minute; a message rejected as unparsable markup is resent as plain text; other 4xx
 //! (chat not found, bot blocked) are logged and counted, and the message is dropped.
+//!
+//! The queue is bounded and has two lanes: alerts, replies and button answers go first; notices
+//! about strangers (anyone can write to a bot) go only when nothing else waits, at most
+//! [`LOW_CAP`] of them are queued, and they are the first dropped when the queue is full. So a
+//! flood of unknown chats can never delay an expiry alert or the admin's `/status`.
 
-use std::sync::Arc;
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use frankenstein::methods::{AnswerCallbackQueryParams, SendMessageParams};
 use frankenstein::types::{InlineKeyboardButton, InlineKeyboardMarkup, LinkPreviewOptions, ReplyMarkup};
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::client::{BotClient, TgError};
@@ -59,47 +65,134 @@ pub enum Outgoing {
     },
 }
 
+/// The most alerts and replies kept waiting; beyond it the oldest is dropped (and logged).
+pub const HIGH_CAP: usize = 1000;
+/// The most stranger notices kept waiting; beyond it new ones are dropped.
+pub const LOW_CAP: usize = 20;
+
+#[derive(Debug, Default)]
+struct Lanes {
+    high: VecDeque<Outgoing>,
+    low: VecDeque<Outgoing>,
+}
+
+#[derive(Debug, Default)]
+struct Shared {
+    lanes: Mutex<Lanes>,
+    ready: Notify,
+}
+
+impl Shared {
+    fn lanes(&self) -> std::sync::MutexGuard<'_, Lanes> {
+        self.lanes.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
 /// The queue's sending side; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Outbox {
-    tx: Option<mpsc::UnboundedSender<Outgoing>>,
+    shared: Option<Arc<Shared>>,
     /// Messages that could not be delivered, for `/metrics`.
     pub failures: Arc<AtomicU64>,
+    /// Messages dropped because the queue was full.
+    pub dropped: Arc<AtomicU64>,
+}
+
+/// The queue's receiving side, for [`run_sender`].
+#[derive(Debug)]
+pub struct Receiver {
+    shared: Arc<Shared>,
+}
+
+impl Receiver {
+    /// The next item: alerts and replies before stranger notices.
+    pub async fn recv(&mut self) -> Outgoing {
+        loop {
+            let ready = self.shared.ready.notified();
+            {
+                let mut lanes = self.shared.lanes();
+                if let Some(item) = lanes.high.pop_front().or_else(|| lanes.low.pop_front()) {
+                    return item;
+                }
+            }
+            ready.await;
+        }
+    }
 }
 
 impl Outbox {
     /// A queue and its receiving end, for [`run_sender`].
-    pub fn new() -> (Self, mpsc::UnboundedReceiver<Outgoing>) {
-        let (tx, rx) = mpsc::unbounded_channel();
-        (Self { tx: Some(tx), failures: Arc::default() }, rx)
+    pub fn new() -> (Self, Receiver) {
+        let shared = Arc::new(Shared::default());
+        let rx = Receiver { shared: Arc::clone(&shared) };
+        (Self { shared: Some(shared), failures: Arc::default(), dropped: Arc::default() }, rx)
     }
 
     /// An outbox that drops everything (no Telegram configured).
     pub fn disabled() -> Self {
-        Self { tx: None, failures: Arc::default() }
+        Self { shared: None, failures: Arc::default(), dropped: Arc::default() }
     }
 
     /// Whether messages go anywhere.
     pub fn is_enabled(&self) -> bool {
-        self.tx.is_some()
+        self.shared.is_some()
     }
 
     /// Queues `html` for `chat`.
     pub fn message(&self, chat: i64, html: impl Into<String>, buttons: Vec<Button>) {
-        self.push(Outgoing::Message { chat, html: html.into(), buttons });
+        self.push(Outgoing::Message { chat, html: html.into(), buttons }, false);
+    }
+
+    /// Queues a notice that may wait behind everything else and may be dropped when the queue is
+    /// full (what strangers cause).
+    pub fn notice(&self, chat: i64, html: impl Into<String>) {
+        self.push(Outgoing::Message { chat, html: html.into(), buttons: vec![] }, true);
     }
 
     /// Queues a callback answer.
     pub fn answer(&self, id: &str, text: Option<String>, alert: bool) {
-        self.push(Outgoing::CallbackAnswer { id: id.to_string(), text, alert });
+        self.push(Outgoing::CallbackAnswer { id: id.to_string(), text, alert }, false);
     }
 
-    fn push(&self, item: Outgoing) {
-        if let Some(tx) = &self.tx
-            && tx.send(item).is_err()
-        {
-            tracing::debug!("outbox closed; message dropped during shutdown");
+    /// Items waiting, (alerts and replies, stranger notices).
+    pub fn queued(&self) -> (usize, usize) {
+        self.shared.as_ref().map_or((0, 0), |s| {
+            let lanes = s.lanes();
+            (lanes.high.len(), lanes.low.len())
+        })
+    }
+
+    fn push(&self, item: Outgoing, low: bool) {
+        let Some(shared) = &self.shared else { return };
+        let dropped = {
+            let mut lanes = shared.lanes();
+            if low {
+                if lanes.low.len() >= LOW_CAP {
+                    true
+                } else {
+                    lanes.low.push_back(item);
+                    false
+                }
+            } else {
+                lanes.high.push_back(item);
+                if lanes.high.len() + lanes.low.len() > HIGH_CAP {
+                    // Stranger notices go first; only then the oldest alert or reply.
+                    if lanes.low.pop_front().is_none() {
+                        lanes.high.pop_front();
+                    }
+                    true
+                } else {
+                    false
+                }
+            }
+        };
+        if dropped {
+            let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            if n == 1 || n.is_multiple_of(100) {
+                tracing::warn!(dropped = n, "the Telegram queue is full; dropped a message (stranger notices first)");
+            }
         }
+        shared.ready.notify_one();
     }
 }
 
@@ -120,16 +213,11 @@ fn markup(buttons: &[Button]) -> Option<ReplyMarkup> {
 }
 
 /// Sends queued items one at a time, in order, until `shutdown`.
-pub async fn run_sender(
-    client: BotClient,
-    mut rx: mpsc::UnboundedReceiver<Outgoing>,
-    outbox: Outbox,
-    shutdown: CancellationToken,
-) {
+pub async fn run_sender(client: BotClient, mut rx: Receiver, outbox: Outbox, shutdown: CancellationToken) {
     loop {
         let item = tokio::select! {
             _ = shutdown.cancelled() => return,
-            item = rx.recv() => match item { Some(i) => i, None => return },
+            item = rx.recv() => item,
         };
         match item {
             Outgoing::Message { chat, html, buttons } => {
@@ -215,4 +303,34 @@ fn log_final(e: &TgError, chat: i64) {
 /// Back-off for Telegram calls: 1 s doubling to 60 s, with 50–100 % jitter.
 pub fn retry_delay(failures: u32) -> Duration {
     crate::policy::backoff_between(failures, fastrand::f64(), Duration::from_secs(1), Duration::from_secs(60))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chat_of(o: &Outgoing) -> i64 {
+        match o {
+            Outgoing::Message { chat, .. } => *chat,
+            Outgoing::CallbackAnswer { .. } => 0,
+        }
+    }
+
+    #[tokio::test]
+    async fn replies_overtake_notices_and_notices_are_capped_and_dropped_first() {
+        let (outbox, mut rx) = Outbox::new();
+        for i in 0..100 {
+            outbox.notice(i, "stranger");
+        }
+        assert_eq!(outbox.queued(), (0, LOW_CAP));
+        outbox.message(7, "status", vec![]);
+        assert_eq!(chat_of(&rx.recv().await), 7, "the reply goes first");
+        for i in 0..HIGH_CAP {
+            outbox.message(1000 + i as i64, "alert", vec![]);
+        }
+        let (high, low) = outbox.queued();
+        assert_eq!(high, HIGH_CAP);
+        assert_eq!(low, 0, "notices were dropped before any alert");
+        assert!(outbox.dropped.load(Ordering::Relaxed) >= 80);
+    }
 }

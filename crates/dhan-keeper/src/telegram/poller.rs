@@ -1,8 +1,8 @@
 //! The long-polling loop: `getMe` until Telegram answers, register the commands, then
 //! `getUpdates` forever, handing each update to a handler task.
 //!
-//! Offsets are saved (through the caller's `save_offset`) before an update is handled, so a
-//! restart, even after kill -9, never handles an update twice; the next `getUpdates` confirms it
+//! Offsets are saved (through the caller's `save_offset`, once per batch) before an update is
+//! handled, so a restart, even after kill -9, never handles an update twice; the next `getUpdates` confirms it
 //! to Telegram as well. Failures back off with jitter up to a minute (429 waits `retry_after`);
 //! a 409 means another process polls this bot and is reported as such; an update that does not
 //! decode is skipped, and a handler that fails is logged: nothing stops the poller but shutdown.
@@ -61,6 +61,9 @@ pub async fn poll<H, Fut>(
     Fut: Future<Output = ()> + Send + 'static,
 {
     let mut failures = 0u32;
+    // The highest id handled by this process: at the top of the id range the offset cannot move
+    // past an update, so Telegram keeps re-sending it, and this keeps it from being handled again.
+    let mut handled: Option<i64> = None;
     loop {
         let batch = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -85,16 +88,26 @@ pub async fn poll<H, Fut>(
                 continue;
             }
         };
+        // The whole batch's offset is saved once, before any of it is handled (handlers run
+        // after this loop yields anyway): one state write per batch, not per update, so a flood
+        // of updates costs no disk round trip each.
+        let mut fresh = Vec::with_capacity(updates.len());
         for raw in updates {
             let Some(id) = raw.get("update_id").and_then(serde_json::Value::as_i64) else {
                 tracing::warn!("Telegram sent an update without an update_id; skipped");
                 continue;
             };
-            if id < offset {
+            if id < offset || handled.is_some_and(|h| id <= h) {
                 continue; // already handled (Telegram re-sent it before our confirmation landed)
             }
-            offset = id + 1;
+            handled = Some(id);
+            offset = id.saturating_add(1);
+            fresh.push((id, raw));
+        }
+        if !fresh.is_empty() {
             save_offset(offset);
+        }
+        for (id, raw) in fresh {
             match BotClient::decode(raw) {
                 Ok(update) => {
                     let handler = Arc::clone(&handler);

@@ -3,6 +3,12 @@
 //! A mint kills the previous token, so two processes minting would each kill the other's token.
 //! Whoever mints holds `dhan_token.json.lock` (an OS file lock, released by the kernel even on
 //! `kill -9`), and writes its pid and role into it so a refused second process can name the holder.
+//!
+//! The lock sits in the token's directory, which another user might be able to reach: it is
+//! opened without following a symlink (as root that would truncate any file) and without
+//! blocking (a FIFO), it must be a regular file this user owns, the directory itself must not be
+//! writable by others ([`crate::harden::unsafe_dir`]), and the holder's note is clipped and
+//! stripped of control characters before it is printed.
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -18,6 +24,14 @@ pub enum LockError {
         path: PathBuf,
         /// What the holder wrote about itself.
         holder: String,
+    },
+    /// The lock file or its directory is not safe to use.
+    #[error("refusing the lock file {path}: {reason}")]
+    Unsafe {
+        /// The lock file.
+        path: PathBuf,
+        /// What is wrong and how to fix it.
+        reason: String,
     },
     /// The lock file could not be opened.
     #[error("cannot open lock file {path}: {source}")]
@@ -40,14 +54,31 @@ impl InstanceLock {
     /// Takes the lock without waiting. `role` says what the holder is doing (`run`, `refresh`).
     pub fn acquire(path: &Path, role: &str) -> Result<Self, LockError> {
         let io = |source| LockError::Io { path: path.to_path_buf(), source };
-        let mut file = open_private(path).map_err(io)?;
+        let unsafe_ = |reason| LockError::Unsafe { path: path.to_path_buf(), reason };
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        if let Some(reason) = crate::harden::unsafe_dir(dir) {
+            return Err(unsafe_(reason));
+        }
+        let mut file = match open_private(path) {
+            Ok(f) => f,
+            Err(e) if is_symlink(path) => {
+                return Err(unsafe_(format!("it is a symbolic link ({e}); remove it, dhan-keeper creates its own")));
+            }
+            Err(e) => return Err(io(e)),
+        };
+        if let Some(reason) = not_ours(&file) {
+            return Err(unsafe_(reason));
+        }
         match file.try_lock() {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => {
-                let mut holder = String::new();
-                let _ = file.read_to_string(&mut holder);
-                let holder = holder.trim();
-                let holder = if holder.is_empty() { "holder unknown".to_string() } else { holder.to_string() };
+                let mut note = Vec::new();
+                let _ = (&mut file).take(256).read_to_end(&mut note);
+                let holder = crate::harden::sanitize(String::from_utf8_lossy(&note).trim(), 120);
+                let holder = if holder.is_empty() { "holder unknown".to_string() } else { holder };
                 return Err(LockError::Held { path: path.to_path_buf(), holder });
             }
             Err(TryLockError::Error(e)) => return Err(io(e)),
@@ -67,13 +98,44 @@ impl InstanceLock {
 
 #[cfg(unix)]
 fn open_private(path: &Path) -> std::io::Result<File> {
+    use rustix::fs::OFlags;
     use std::os::unix::fs::OpenOptionsExt;
-    OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(0o600).open(path)
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags((OFlags::NOFOLLOW | OFlags::NONBLOCK).bits() as i32)
+        .open(path)
 }
 
 #[cfg(not(unix))]
 fn open_private(path: &Path) -> std::io::Result<File> {
     OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)
+}
+
+fn is_symlink(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink())
+}
+
+/// Why an opened lock file is not one to trust: not a regular file, or another user's.
+fn not_ours(file: &File) -> Option<String> {
+    if let Err(e) = crate::harden::require_regular(file) {
+        return Some(format!("{e}; remove it, dhan-keeper creates its own"));
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let owner = file.metadata().ok()?.uid();
+        let me = rustix::process::geteuid().as_raw();
+        if owner != me {
+            return Some(format!(
+                "it belongs to another user (uid {owner}, we are {me}); remove it, dhan-keeper creates its own"
+            ));
+        }
+    }
+    None
 }
 
 #[cfg(test)]
@@ -94,5 +156,30 @@ mod tests {
         }
         drop(first);
         InstanceLock::acquire(&path, "refresh").expect("free again");
+    }
+
+    #[test]
+    fn a_symlinked_lock_is_refused_and_its_target_untouched() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let victim = dir.path().join("precious");
+        std::fs::write(&victim, "keep me").expect("write");
+        let path = dir.path().join("dhan_token.json.lock");
+        std::os::unix::fs::symlink(&victim, &path).expect("symlink");
+        match InstanceLock::acquire(&path, "run") {
+            Err(LockError::Unsafe { reason, .. }) => assert!(reason.contains("symbolic link"), "{reason}"),
+            other => panic!("expected Unsafe, got {other:?}"),
+        }
+        assert_eq!(std::fs::read_to_string(&victim).expect("read"), "keep me");
+    }
+
+    #[test]
+    fn a_fifo_lock_is_refused_without_blocking() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("dhan_token.json.lock");
+        assert!(std::process::Command::new("mkfifo").arg(&path).status().expect("mkfifo").success());
+        match InstanceLock::acquire(&path, "run") {
+            Err(LockError::Unsafe { reason, .. }) => assert!(reason.contains("not a regular file"), "{reason}"),
+            other => panic!("expected Unsafe, got {other:?}"),
+        }
     }
 }

@@ -7,10 +7,11 @@ use chrono::{DateTime, FixedOffset, Utc};
 use serde::{Deserialize, Serialize};
 
 pub use lock::{InstanceLock, LockError};
+pub use store::{Access, MAX_TOKEN_FILE};
 pub use store::{StoreError, TokenStore};
 #[cfg(test)]
 pub(crate) use store::{parse as parse_file, render as render_file};
-pub(crate) use store::{remove_stale_temps, write_atomic};
+pub(crate) use store::{recover_temps, remove_stale_temps, write_atomic};
 
 use crate::dhan::Minted;
 use crate::secret::Secret;

@@ -30,7 +30,7 @@ async fn every_command_answers_the_authorized_chat() {
     assert!(account.contains("Holdings") && account.contains("Positions"), "{account}");
 
     let help = s.ask(CHAT, "/help", "Commands").await;
-    for c in ["/start", "/status", "/refresh", "/account", "/pause", "/resume", "/help"] {
+    for c in ["/start", "/status", "/refresh", "/account", "/calendar", "/pause", "/resume", "/help"] {
         assert!(help.contains(c), "/help lacks {c}");
     }
     let unknown = s.ask(CHAT, "/frobnicate", "/help").await;
@@ -51,7 +51,7 @@ async fn every_command_answers_the_authorized_chat() {
     s.ask(CHAT, "/resume", "Resumed").await;
 
     let commands = s.tg.commands();
-    assert_eq!(commands.as_array().map(Vec::len), Some(7), "setMyCommands registered: {commands}");
+    assert_eq!(commands.as_array().map(Vec::len), Some(8), "setMyCommands registered: {commands}");
 
     let token = s.sim.active_token().expect("token");
     let (code, _, log) = s.stop(d).await;

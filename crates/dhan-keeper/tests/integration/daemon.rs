@@ -168,12 +168,28 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn start(ws: &Workspace) -> Self {
-        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_dhan-keeper"));
+        Self::start_with(ws, &[], &[])
+    }
+
+    /// Starts through `wrapper` (e.g. `prlimit --nofile=256:256`) with extra environment.
+    pub fn start_with(ws: &Workspace, wrapper: &[&str], env: &[(&str, &str)]) -> Self {
+        let bin = env!("CARGO_BIN_EXE_dhan-keeper");
+        let mut cmd = match wrapper.split_first() {
+            Some((first, rest)) => {
+                let mut c = tokio::process::Command::new(first);
+                c.args(rest).arg(bin);
+                c
+            }
+            None => tokio::process::Command::new(bin),
+        };
         cmd.arg("run").arg("--config").arg(ws.config_path()).current_dir(ws.dir.path());
         for (k, _) in std::env::vars() {
             if k.starts_with("DHAN_KEEPER_") {
                 cmd.env_remove(k);
             }
+        }
+        for (k, v) in env {
+            cmd.env(k, v);
         }
         cmd.env("RUST_LOG", "warn,dhan_keeper=debug")
             .stdin(Stdio::null())

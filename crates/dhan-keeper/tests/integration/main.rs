@@ -2,6 +2,7 @@
 //! both against the simulators on 127.0.0.1, with real files in temp dirs.
 
 mod bot;
+mod calendar;
 mod cli;
 mod client;
 mod config_errors;
@@ -12,4 +13,5 @@ mod faults;
 mod helpers;
 mod lifecycle;
 mod real_dhan;
+mod security;
 mod store;

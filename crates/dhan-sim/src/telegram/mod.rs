@@ -137,6 +137,12 @@ impl TelegramSim {
         id
     }
 
+    /// Numbers the next injected update `id` (and counts up from there, stopping at
+    /// `i64::MAX`), to test a client at the top of the id range.
+    pub fn set_next_update_id(&self, id: i64) {
+        self.shared.lock().next_update_id = id;
+    }
+
     /// Closes the connection without an answer on the next `count` calls of `method` (any case,
     /// or `*`): what a client sees when a proxy or the network drops a request.
     pub fn inject_drop(&self, method: &str, count: usize) {

@@ -138,7 +138,7 @@ impl TgState {
 
     fn push_update(&mut self, mut update: Value) -> i64 {
         let id = self.next_update_id;
-        self.next_update_id += 1;
+        self.next_update_id = self.next_update_id.saturating_add(1);
         update["update_id"] = json!(id);
         self.updates.push_back((id, update));
         id

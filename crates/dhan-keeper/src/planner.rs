@@ -1,0 +1,397 @@
+//! What the keeper does next, and when: a pure function of a snapshot of its state.
+//!
+//! The loop in [`crate::lifecycle`] takes a [`Snapshot`] (the token, the failure streak, the
+//! suspicion, the mint gate, the alert ladder's progress), asks [`plan`], performs the one
+//! [`Action`] that is due, and asks again; with nothing due it sleeps until [`Plan::wake`]. Every
+//! rule that used to be decided by hand in the loop lives here and is table-tested without a
+//! runtime: the verify cadence and the re-probe after a rejection, the static-IP check, renew
+//! versus mint, the mint window and the credential stop (through [`crate::gate`]), the retry
+//! backoff with its jitter, and the ladder's gating in automatic versus consent mode.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::config::Mode;
+use crate::gate::Gate;
+use crate::policy::{self, AlertStep, PolicyConfig};
+
+/// The longest the loop sleeps before looking at the clock again.
+pub const MAX_NAP: Duration = Duration::from_secs(30);
+
+/// How often the keeper looks at things besides rotation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cadence {
+    /// `/v2/profile` check of a live token.
+    pub verify_every: Duration,
+    /// Re-check after a rejection.
+    pub reprobe_after: Duration,
+    /// `getIP` check.
+    pub ip_check_every: Duration,
+}
+
+/// The usable token, as the planner needs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Usable {
+    /// When it expires.
+    pub expires_at: DateTime<Utc>,
+    /// Whether it would be renewed (RenewToken) rather than minted over.
+    pub renewable: bool,
+}
+
+/// Everything [`plan`] looks at.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Snapshot {
+    /// Now, by the keeper's clock.
+    pub now: DateTime<Utc>,
+    /// Automatic (TOTP + PIN) or consent.
+    pub mode: Mode,
+    /// `/pause`d.
+    pub paused: bool,
+    /// The token file could not be written (retry every second).
+    pub unsaved: bool,
+    /// A token that is present, unexpired and not revoked.
+    pub usable: Option<Usable>,
+    /// The current token's expiry for the ladder, even once expired; `None` when there is no
+    /// token or Dhan revoked it.
+    pub ladder_expiry: Option<DateTime<Utc>>,
+    /// When the token was last checked.
+    pub last_verify: Option<DateTime<Utc>>,
+    /// When the last probe of a suspected (rejected once) token was made.
+    pub suspect_since: Option<DateTime<Utc>>,
+    /// When `getIP` was last asked.
+    pub ip_checked_at: Option<DateTime<Utc>>,
+    /// Failed attempts in a row and when the last one failed.
+    pub failures: u32,
+    /// When the last failure was.
+    pub last_failure_at: Option<DateTime<Utc>>,
+    /// The mint gate for the schedule.
+    pub gate: Gate,
+    /// Whether alerts can be sent at all (Telegram configured).
+    pub alerts_enabled: bool,
+    /// The ladder step already sent for `ladder_expiry`.
+    pub alert_sent: Option<AlertStep>,
+}
+
+/// One thing to do now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Check the token with `/v2/profile` (also the re-probe of a suspected token).
+    Verify,
+    /// Ask `getIP` whether orders from here are allowed.
+    CheckIp,
+    /// Renew or mint.
+    Rotate,
+    /// Send this step of the expiry ladder.
+    Alert(AlertStep),
+}
+
+/// The answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    /// What to do now, if anything.
+    pub action: Option<Action>,
+    /// When to ask again if nothing else happens.
+    pub wake: DateTime<Utc>,
+    /// When the next rotation is planned (`None`: not by the keeper).
+    pub next_rotation: Option<DateTime<Utc>>,
+    /// When the next ladder alert is due.
+    pub next_alert: Option<DateTime<Utc>>,
+}
+
+fn chrono(d: Duration) -> chrono::Duration {
+    chrono::Duration::from_std(d).unwrap_or_else(|_| chrono::Duration::zero())
+}
+
+/// The retry instant for a failure streak: the backoff from the last failure, with jitter fixed
+/// by that failure's instant (so the plan does not move each time the loop wakes). A failure
+/// stamped in the future (the clock went back) counts as now.
+pub fn next_retry(s: &Snapshot, cfg: &PolicyConfig) -> Option<DateTime<Utc>> {
+    let at = s.last_failure_at?.min(s.now);
+    let jitter = f64::from(at.timestamp_subsec_nanos() % 1000) / 1000.0;
+    at.checked_add_signed(chrono(policy::backoff(s.failures, jitter, cfg)))
+}
+
+/// When the next rotation is due: renewal of a token Dhan renews, else a mint behind the gate;
+/// `None` when a human must act (consent mode) or minting is stopped.
+pub fn rotation_due(s: &Snapshot, cfg: &PolicyConfig) -> Option<DateTime<Utc>> {
+    let renew = s.usable.is_some_and(|u| u.renewable);
+    if !renew && (s.mode == Mode::Consent || matches!(s.gate, Gate::CredentialsRefused(_))) {
+        return None;
+    }
+    let mut due = policy::next_rotation(s.now, s.usable.map(|u| u.expires_at), None, cfg);
+    if let Some(retry) = next_retry(s, cfg) {
+        due = due.max(retry);
+    }
+    if let (false, Gate::Window { until }) = (renew, &s.gate) {
+        due = due.max(*until);
+    }
+    Some(due)
+}
+
+/// Whether the ladder runs: always in consent mode; in automatic mode once rotation has failed
+/// or minting is stopped (a healthy automatic keeper does not nag).
+fn ladder_runs(s: &Snapshot) -> bool {
+    s.alerts_enabled && (s.mode == Mode::Consent || s.failures > 0 || matches!(s.gate, Gate::CredentialsRefused(_)))
+}
+
+/// What to do next, and when.
+pub fn plan(s: &Snapshot, cfg: &PolicyConfig, cadence: &Cadence) -> Plan {
+    let now = s.now;
+    let mut wake = now + chrono(if s.unsaved { Duration::from_secs(1) } else { MAX_NAP });
+    if s.paused {
+        return Plan { action: None, wake, next_rotation: None, next_alert: None };
+    }
+    let next_rotation = rotation_due(s, cfg);
+    let mut action = None;
+    let mut consider = |due: DateTime<Utc>, what: Action, wake: &mut DateTime<Utc>| {
+        if due <= now {
+            action = action.or(Some(what));
+        } else {
+            *wake = (*wake).min(due);
+        }
+    };
+    if s.usable.is_some() {
+        let verify = match s.suspect_since {
+            Some(last) => last.min(now) + chrono(cadence.reprobe_after),
+            None => s.last_verify.map_or(now, |t| t.min(now) + chrono(cadence.verify_every)),
+        };
+        consider(verify, Action::Verify, &mut wake);
+        consider(
+            s.ip_checked_at.map_or(now, |t| t.min(now) + chrono(cadence.ip_check_every)),
+            Action::CheckIp,
+            &mut wake,
+        );
+    }
+    if let Some(due) = next_rotation {
+        consider(due, Action::Rotate, &mut wake);
+    }
+    let next_alert = if ladder_runs(s) {
+        let step = match s.ladder_expiry {
+            Some(exp) => policy::alert_due(now, exp, s.alert_sent, cfg),
+            None => s.alert_sent.is_none().then_some(AlertStep::Expired),
+        };
+        if let Some(step) = step {
+            action = action.or(Some(Action::Alert(step)));
+        }
+        s.ladder_expiry.and_then(|exp| policy::next_alert_at(exp, step.or(s.alert_sent), cfg))
+    } else if s.mode == Mode::Consent {
+        s.ladder_expiry.and_then(|exp| policy::next_alert_at(exp, None, cfg))
+    } else {
+        None
+    };
+    if let Some(n) = next_alert.filter(|_| ladder_runs(s)) {
+        wake = wake.min(n);
+    }
+    if let Some(exp) = s.ladder_expiry.filter(|e| *e > now) {
+        wake = wake.min(exp);
+    }
+    if action.is_some() {
+        wake = now;
+    }
+    Plan { action, wake, next_rotation, next_alert }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::CredentialStop;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).map(|t| t.with_timezone(&Utc)).unwrap_or_default()
+    }
+
+    fn cfg() -> PolicyConfig {
+        PolicyConfig {
+            refresh_before: Duration::from_secs(30 * 60),
+            alert_before: Duration::from_secs(2 * 3600),
+            final_alert_before: Duration::from_secs(30 * 60),
+            market: None,
+            mint_cooldown: Duration::from_secs(125),
+            retry_min: Duration::from_secs(5),
+            retry_max: Duration::from_secs(300),
+        }
+    }
+
+    const CADENCE: Cadence = Cadence {
+        verify_every: Duration::from_secs(900),
+        reprobe_after: Duration::from_secs(10),
+        ip_check_every: Duration::from_secs(6 * 3600),
+    };
+
+    const NOW: &str = "2026-11-30T10:00:00Z";
+
+    /// A healthy automatic keeper: a token with 10 h left, checked a minute ago.
+    fn healthy() -> Snapshot {
+        let now = at(NOW);
+        Snapshot {
+            now,
+            mode: Mode::Automatic,
+            paused: false,
+            unsaved: false,
+            usable: Some(Usable { expires_at: at("2026-11-30T20:00:00Z"), renewable: false }),
+            ladder_expiry: Some(at("2026-11-30T20:00:00Z")),
+            last_verify: Some(at("2026-11-30T09:59:00Z")),
+            suspect_since: None,
+            ip_checked_at: Some(at("2026-11-30T09:00:00Z")),
+            failures: 0,
+            last_failure_at: None,
+            gate: Gate::Open,
+            alerts_enabled: true,
+            alert_sent: None,
+        }
+    }
+
+    fn stop() -> Gate {
+        Gate::CredentialsRefused(CredentialStop {
+            at: crate::ist::to_ist(&at("2026-11-30T09:00:00Z")),
+            message: "Login failed".into(),
+            config_id: "x".into(),
+        })
+    }
+
+    #[test]
+    fn one_action_at_a_time_from_the_snapshot() {
+        type Edit = fn(&mut Snapshot);
+        let cases: Vec<(&str, Edit, Option<Action>, &str)> = vec![
+            ("healthy: look again within MAX_NAP", |_| {}, None, "2026-11-30T10:00:30Z"),
+            ("never checked: verify now", |s| s.last_verify = None, Some(Action::Verify), NOW),
+            ("ip never asked: ask now", |s| s.ip_checked_at = None, Some(Action::CheckIp), NOW),
+            (
+                "a rejection: re-probe 10 s after it, not 15 min",
+                |s| s.suspect_since = Some(at("2026-11-30T09:59:55Z")),
+                None,
+                "2026-11-30T10:00:05Z",
+            ),
+            ("re-probe due", |s| s.suspect_since = Some(at("2026-11-30T09:59:50Z")), Some(Action::Verify), NOW),
+            (
+                "no token: mint now",
+                |s| {
+                    s.usable = None;
+                    s.ladder_expiry = None;
+                },
+                Some(Action::Rotate),
+                NOW,
+            ),
+            (
+                "no token, inside Dhan's window: wait for it",
+                |s| {
+                    s.usable = None;
+                    s.ladder_expiry = None;
+                    s.alerts_enabled = false;
+                    s.gate = Gate::Window { until: at("2026-11-30T10:01:05Z") };
+                },
+                None,
+                "2026-11-30T10:00:30Z",
+            ),
+            (
+                "rotation due (expiry in 20 min < refresh_before)",
+                |s| {
+                    s.usable = Some(Usable { expires_at: at("2026-11-30T10:20:00Z"), renewable: false });
+                    s.ladder_expiry = Some(at("2026-11-30T10:20:00Z"));
+                },
+                Some(Action::Rotate),
+                NOW,
+            ),
+            (
+                "after a failure: back off from it (5 s · jitter 50–100 %)",
+                |s| {
+                    s.usable = Some(Usable { expires_at: at("2026-11-30T10:20:00Z"), renewable: false });
+                    s.ladder_expiry = Some(at("2026-11-30T10:20:00Z"));
+                    s.failures = 1;
+                    s.last_failure_at = Some(at("2026-11-30T09:59:59Z"));
+                    s.alerts_enabled = false;
+                },
+                None,
+                "2026-11-30T10:00:01.500Z",
+            ),
+            (
+                "automatic and failing: the ladder runs (20 min left: final step)",
+                |s| {
+                    s.usable = Some(Usable { expires_at: at("2026-11-30T10:20:00Z"), renewable: false });
+                    s.ladder_expiry = Some(at("2026-11-30T10:20:00Z"));
+                    s.failures = 1;
+                    s.last_failure_at = Some(at("2026-11-30T09:59:59Z"));
+                },
+                Some(Action::Alert(AlertStep::Final)),
+                NOW,
+            ),
+            (
+                "credentials refused: no rotation, but the ladder says so",
+                |s| {
+                    s.usable = None;
+                    s.ladder_expiry = None;
+                    s.gate = stop();
+                },
+                Some(Action::Alert(AlertStep::Expired)),
+                NOW,
+            ),
+            (
+                "credentials refused, already told: nothing",
+                |s| {
+                    s.usable = None;
+                    s.ladder_expiry = None;
+                    s.gate = stop();
+                    s.alert_sent = Some(AlertStep::Expired);
+                },
+                None,
+                "2026-11-30T10:00:30Z",
+            ),
+            (
+                "paused: nothing at all",
+                |s| {
+                    s.paused = true;
+                    s.last_verify = None;
+                },
+                None,
+                "2026-11-30T10:00:30Z",
+            ),
+        ];
+        for (name, edit, action, wake) in cases {
+            let mut s = healthy();
+            edit(&mut s);
+            let p = plan(&s, &cfg(), &CADENCE);
+            assert_eq!((p.action, p.wake), (action, at(wake)), "{name}");
+        }
+    }
+
+    #[test]
+    fn renew_or_mint_and_who_rotates() {
+        let mut s = healthy();
+        s.usable = Some(Usable { expires_at: at("2026-11-30T10:40:00Z"), renewable: true });
+        s.gate = Gate::Window { until: at("2026-11-30T10:30:00Z") };
+        // A Dhan Web token is renewed on schedule; Dhan's mint window does not apply to it.
+        assert_eq!(rotation_due(&s, &cfg()), Some(at("2026-11-30T10:10:00Z")));
+        s.usable = Some(Usable { expires_at: at("2026-11-30T10:40:00Z"), renewable: false });
+        assert_eq!(rotation_due(&s, &cfg()), Some(at("2026-11-30T10:30:00Z")), "a mint waits for the window");
+        s.mode = Mode::Consent;
+        assert_eq!(rotation_due(&s, &cfg()), None, "consent mode: a human logs in");
+        s.usable = Some(Usable { expires_at: at("2026-11-30T10:40:00Z"), renewable: true });
+        assert_eq!(rotation_due(&s, &cfg()), Some(at("2026-11-30T10:10:00Z")), "but a web token still renews");
+        s.mode = Mode::Automatic;
+        s.gate = stop();
+        assert_eq!(rotation_due(&s, &cfg()), Some(at("2026-11-30T10:10:00Z")), "renewal needs no PIN");
+        s.usable = Some(Usable { expires_at: at("2026-11-30T10:40:00Z"), renewable: false });
+        assert_eq!(rotation_due(&s, &cfg()), None, "minting is stopped");
+    }
+
+    #[test]
+    fn consent_mode_runs_the_whole_ladder_and_a_failure_in_the_future_counts_as_now() {
+        let mut s = healthy();
+        s.mode = Mode::Consent;
+        s.usable = Some(Usable { expires_at: at("2026-11-30T11:30:00Z"), renewable: false });
+        s.ladder_expiry = Some(at("2026-11-30T11:30:00Z"));
+        let p = plan(&s, &cfg(), &CADENCE);
+        assert_eq!(p.action, Some(Action::Alert(AlertStep::Early)));
+        assert_eq!(p.next_alert, Some(at("2026-11-30T11:00:00Z")));
+        assert_eq!(p.next_rotation, None);
+        s.alert_sent = Some(AlertStep::Early);
+        assert_eq!(plan(&s, &cfg(), &CADENCE).action, None, "each step once");
+
+        let mut s = healthy();
+        s.failures = 3;
+        s.last_failure_at = Some(at("2026-12-01T10:00:00Z"));
+        let retry = next_retry(&s, &cfg()).unwrap_or_default();
+        assert!(retry > s.now && retry <= s.now + chrono::Duration::seconds(20), "{retry}");
+    }
+}
