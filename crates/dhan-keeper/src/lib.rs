@@ -21,6 +21,7 @@
 //! - [`commands`]: the conversation: authorization, commands, the paste flow ([`paste`]).
 //! - [`alerts`]: the unprompted messages (expiry ladder, confirmations, failures).
 //! - [`hook`]: the `on_refresh` command; [`serve`]: the loopback HTTP endpoint; [`metrics`].
+//! - [`events`]: `GET /events`, a Server-Sent Events stream announcing each new token.
 //! - [`app`]: `run` wires all of the above together.
 //! - [`telemetry`]: logging to stderr.
 #![warn(missing_docs)]
@@ -34,6 +35,7 @@ pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod dhan;
+pub mod events;
 pub mod gate;
 pub mod harden;
 pub mod hook;

@@ -56,6 +56,7 @@ pub async fn bind(
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/token", get(token))
+        .route("/events", crate::events::route(shutdown.clone()))
         .with_state(keeper);
     let task = tokio::spawn(accept_loop(listener, app, local, any_host, shutdown));
     Ok((local, task))

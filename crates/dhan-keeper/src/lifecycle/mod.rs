@@ -176,6 +176,8 @@ pub struct Keeper {
     pub outbox: Outbox,
     /// Counters.
     pub metrics: Metrics,
+    /// `GET /events`: every accepted token is announced there.
+    pub events: crate::events::Events,
     token: Mutex<Option<Token>>,
     live: Mutex<Live>,
     work: tokio::sync::Mutex<()>,
@@ -204,6 +206,7 @@ impl Keeper {
             state,
             outbox,
             metrics: Metrics::default(),
+            events: crate::events::Events::default(),
             token: Mutex::new(token),
             live: Mutex::new(Live::default()),
             work: tokio::sync::Mutex::new(()),
@@ -279,6 +282,7 @@ impl Keeper {
         let saved = self.store.save(&token);
         *lock(&self.token) = Some(token.clone());
         self.record_health(&token, true);
+        self.events.publish(&token, &self.cfg.client_id);
         self.state.update(|s| {
             s.alerted = None;
             s.credentials_refused = None;

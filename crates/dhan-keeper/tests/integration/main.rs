@@ -8,6 +8,7 @@ mod client;
 mod config_errors;
 mod crash;
 mod daemon;
+mod events;
 mod faults;
 mod first_day;
 mod helpers;
