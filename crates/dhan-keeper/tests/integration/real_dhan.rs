@@ -220,3 +220,23 @@ async fn refresh_never_hides_a_credential_error_behind_the_window() {
     first.assert_no_secrets();
     second.assert_no_secrets();
 }
+
+#[tokio::test]
+async fn a_slow_token_less_mint_reply_counts_as_an_attempt_and_the_next_waits_the_window() {
+    let s = Stack::new(|m| {
+        m.insert("mint_cooldown".into(), json!("1500ms"));
+    })
+    .await;
+    s.sim.update_config(|c| c.mint_cooldown = Duration::from_secs(1));
+    let envelope = json!({"message": "Something went wrong, please try again", "status": "error"});
+    s.sim.inject(
+        "generateAccessToken",
+        Fault::SlowReply { ms: 1500, status: 200, body: envelope, counts_as_mint: true },
+        1,
+    );
+    let d = s.start();
+    eventually("a token after the slow failure", || s.token_file()).await;
+    assert_eq!(s.sim.calls("generateAccessToken"), 2, "one slow failure, then one success");
+    assert!(!d.log().contains("Dhan refused the mint"), "the retry waited out the window:\n{}", d.log());
+    assert_eq!(s.stop(d).await.0, 0);
+}
