@@ -16,3 +16,4 @@ mod lifecycle;
 mod real_dhan;
 mod security;
 mod store;
+mod virtual_time;
