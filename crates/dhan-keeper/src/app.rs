@@ -75,37 +75,7 @@ impl Running {
 pub async fn start(cfg: Config, clock: SharedClock, shutdown: CancellationToken) -> Result<Running, AppError> {
     let lock = InstanceLock::acquire(&cfg.lock_file(), "run")?;
     let dhan = crate::cli::dhan_client(&cfg)?;
-    let store = TokenStore::for_config(&cfg);
-    let (promoted, stale) = crate::token::recover_temps(&store, clock.now());
-    if promoted {
-        tracing::warn!("a newer token was found in a temp file left by an interrupted write; it is now the token file");
-    }
-    let stale = stale + crate::token::remove_stale_temps(&crate::state::StateFile::path_for(&cfg.token_file));
-    if stale > 0 {
-        tracing::info!(count = stale, "removed temp files left by an interrupted write");
-    }
-    let token = match store.load() {
-        Ok(t) => t,
-        Err(e @ StoreError::Corrupt { .. }) => {
-            let aside = store.set_aside(clock.now())?;
-            tracing::warn!(error = %e, aside = %aside.display(), "the token file was corrupt; kept it aside and will get a new token");
-            None
-        }
-        Err(e) => return Err(e.into()),
-    };
-    let token = token.filter(|t| belongs_to(t, &cfg));
-    if let (Some(t), Some(problem)) = (&token, store.access_problem()) {
-        // Rewriting makes it ours, with the configured mode and group (the rename replaces it).
-        match store.save(t) {
-            Ok(()) => {
-                tracing::warn!(file = %store.path().display(), %problem, "the token file had the wrong owner or permissions; rewrote it")
-            }
-            Err(e) => {
-                tracing::warn!(file = %store.path().display(), %problem, error = %e, "the token file has the wrong owner or permissions and could not be rewritten")
-            }
-        }
-    }
-
+    let token = saved_token(&cfg, clock.now())?;
     let mut tasks = Vec::new();
     let telegram = match (&cfg.telegram_bot_token, cfg.telegram_chat_id) {
         (Some(bot_token), Some(_)) => Some(BotClient::new(&cfg.telegram_api_url, bot_token)?),
@@ -123,7 +93,7 @@ pub async fn start(cfg: Config, clock: SharedClock, shutdown: CancellationToken)
     let keeper = Arc::new(Keeper::new(cfg, dhan, clock, outbox.clone(), token));
     if let (Some(client), Some(rx)) = (telegram, rx) {
         tasks.push(tokio::spawn(outbox::run_sender(client.clone(), rx, outbox.clone(), shutdown.clone())));
-        tasks.push(tokio::spawn(telegram_loop(client, Arc::clone(&keeper), outbox.clone(), shutdown.clone())));
+        tasks.push(tokio::spawn(telegram_loop(client, Arc::clone(&keeper), outbox, shutdown.clone())));
     } else {
         tracing::info!("Telegram is not configured (telegram_bot_token + telegram_chat_id); alerts go to the log only");
     }
@@ -139,17 +109,55 @@ pub async fn start(cfg: Config, clock: SharedClock, shutdown: CancellationToken)
         None => None,
     };
     keeper.calendar_notice();
-    let clock_check = Arc::clone(&keeper);
-    let clock_shutdown = shutdown.clone();
-    tasks.push(tokio::spawn(async move {
-        tokio::select! {
-            () = clock_check.check_clock() => {}
-            () = clock_shutdown.cancelled() => {}
-        }
-    }));
+    tasks.push(tokio::spawn(clock_check(Arc::clone(&keeper), shutdown.clone())));
     tasks.push(tokio::spawn(crate::watch::run(Arc::clone(&keeper), shutdown.clone())));
     tasks.push(tokio::spawn(lifecycle::run(Arc::clone(&keeper), shutdown)));
     Ok(Running { keeper, http, tasks, _lock: lock })
+}
+
+/// The token file as the last run (or a crash) left it: a newer token left in a temp file is
+/// promoted, stale temps removed, a corrupt file set aside, another client's token dropped, and
+/// wrong ownership or permissions fixed by rewriting it.
+fn saved_token(cfg: &Config, now: chrono::DateTime<chrono::Utc>) -> Result<Option<Token>, AppError> {
+    let store = TokenStore::for_config(cfg);
+    let (promoted, stale) = crate::token::recover_temps(&store, now);
+    if promoted {
+        tracing::warn!("a newer token was found in a temp file left by an interrupted write; it is now the token file");
+    }
+    let stale = stale + crate::token::remove_stale_temps(&crate::state::StateFile::path_for(&cfg.token_file));
+    if stale > 0 {
+        tracing::info!(count = stale, "removed temp files left by an interrupted write");
+    }
+    let token = match store.load() {
+        Ok(t) => t,
+        Err(e @ StoreError::Corrupt { .. }) => {
+            let aside = store.set_aside(now)?;
+            tracing::warn!(error = %e, aside = %aside.display(), "the token file was corrupt; kept it aside and will get a new token");
+            None
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let token = token.filter(|t| belongs_to(t, cfg));
+    if let (Some(t), Some(problem)) = (&token, store.access_problem()) {
+        // Rewriting makes it ours, with the configured mode and group (the rename replaces it).
+        match store.save(t) {
+            Ok(()) => {
+                tracing::warn!(file = %store.path().display(), %problem, "the token file had the wrong owner or permissions; rewrote it")
+            }
+            Err(e) => {
+                tracing::warn!(file = %store.path().display(), %problem, error = %e, "the token file has the wrong owner or permissions and could not be rewritten")
+            }
+        }
+    }
+    Ok(token)
+}
+
+/// The clock check at start, abandoned on shutdown (Dhan may be slow to answer).
+async fn clock_check(keeper: Arc<Keeper>, shutdown: CancellationToken) {
+    tokio::select! {
+        () = keeper.check_clock() => {}
+        () = shutdown.cancelled() => {}
+    }
 }
 
 /// Whether a saved token may be ours: a file written for another client id is not kept. (Whether

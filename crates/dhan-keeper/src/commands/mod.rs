@@ -197,17 +197,13 @@ impl Bot {
     }
 
     async fn account(&self, chat: i64) {
-        let k = &self.keeper;
-        if k.usable_token().is_none() {
-            self.reply(chat, "⛔ No valid token, so Dhan cannot be asked. Send /refresh first.");
-            return;
-        }
-        match k.account().await {
-            Ok((f, h, p)) => {
+        match self.keeper.account().await {
+            None => self.reply(chat, "⛔ No valid token, so Dhan cannot be asked. Send /refresh first."),
+            Some(Ok((f, h, p))) => {
                 let blocks: Vec<String> = account::summary(&f, &h, &p, 10).iter().map(|b| escape(b)).collect();
                 self.reply(chat, blocks.join("\n\n"));
             }
-            Err(e) => self.reply(chat, format!("❌ Could not read the account: {}", escape(&e.to_string()))),
+            Some(Err(e)) => self.reply(chat, format!("❌ Could not read the account: {}", escape(&e.to_string()))),
         }
     }
 

@@ -132,10 +132,18 @@ pub async fn poll<H, Fut>(
     }
 }
 
-/// Waits up to [`ANSWER_FIRST`] for a batch's handlers; the slow ones (an `/account` asking
-/// Dhan) go on as tracked tasks.
+/// A batch larger than this is a flood (strangers, a backlog after an outage): its handlers run
+/// side by side and the poller does not wait for them.
+const ANSWER_FIRST_MAX_BATCH: usize = 8;
+
+/// Waits up to [`ANSWER_FIRST`] for a small batch's handlers, so a reply is on its way before
+/// the next long poll; the slow ones (an `/account` asking Dhan) go on as tracked tasks.
 async fn answer_first(batch: Vec<(i64, tokio::task::JoinHandle<()>)>, tasks: &tokio_util::task::TaskTracker) {
-    let deadline = tokio::time::Instant::now() + ANSWER_FIRST;
+    let deadline = if batch.len() <= ANSWER_FIRST_MAX_BATCH {
+        tokio::time::Instant::now() + ANSWER_FIRST
+    } else {
+        tokio::time::Instant::now()
+    };
     for (id, mut handle) in batch {
         match tokio::time::timeout_at(deadline, &mut handle).await {
             Ok(Ok(())) => {}
