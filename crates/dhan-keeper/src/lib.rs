@@ -22,6 +22,7 @@
 //! - [`alerts`]: the unprompted messages (expiry ladder, confirmations, failures).
 //! - [`hook`]: the `on_refresh` command; [`serve`]: the loopback HTTP endpoint; [`metrics`].
 //! - [`events`]: `GET /events`, a Server-Sent Events stream announcing each new token.
+//! - [`fleet`]: several keepers, one token: the Redis lease, the sealed shared record, followers.
 //! - [`app`]: `run` wires all of the above together.
 //! - [`telemetry`]: logging to stderr.
 #![warn(missing_docs)]
@@ -36,6 +37,7 @@ pub mod commands;
 pub mod config;
 pub mod dhan;
 pub mod events;
+pub mod fleet;
 pub mod gate;
 pub mod harden;
 pub mod hook;

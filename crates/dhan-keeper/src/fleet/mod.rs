@@ -1,0 +1,33 @@
+//! Beyond one machine: several keepers share one token per client id through Redis.
+//!
+//! Two keepers minting for one client kill each other's tokens (each mint invalidates the last,
+//! and every refused attempt re-arms Dhan's window), so exactly one keeper per client id may
+//! mint at a time. That is decided by a lease in Redis, an engine such teams already run, rather
+//! than by home-made consensus. The others follow a shared record that holds the token sealed
+//! with a key only the keepers have.
+//!
+//! The parts, each with one job:
+//! - [`names`]: the Redis URL (a secret), node names, the keys (never containing a secret);
+//! - [`seal`]: [`FleetKey`] seals and opens the token (XChaCha20-Poly1305);
+//! - [`lease`]: until when a holder may act (pure arithmetic on the monotonic clock);
+//! - [`store`]: [`Fleet`], the Redis operations: lease, compare-and-set publish, read,
+//!   heartbeats, status;
+//! - [`campaign`]: the task that takes and keeps the lease, and the [`LeaseHandle`] the keeper
+//!   asks before it mints;
+//! - [`follow`]: the follower loop (pub/sub plus a periodic re-read).
+//!
+//! `docs/fleet.md` describes how the keeper wires these in and what happens when Redis fails.
+
+pub mod campaign;
+pub mod follow;
+pub mod lease;
+pub mod names;
+pub mod seal;
+pub mod store;
+
+pub use campaign::{LeaseHandle, spawn_campaign};
+pub use follow::{FollowOptions, follow, is_news, should_adopt};
+pub use lease::{Lease, LeaseTiming, may_act_until};
+pub use names::{NodeName, RedisUrl};
+pub use seal::FleetKey;
+pub use store::{Fleet, FleetError, FleetStatus, NodeReport, RecordId, Role, SharedRecord, SharedToken};
