@@ -25,7 +25,7 @@ use crate::token::{Token, TokenSource};
 #[derive(Debug, thiserror::Error)]
 pub enum FleetError {
     /// Redis refused, dropped or never answered the connection or the command.
-    #[error("Redis at {at} failed: {detail}")]
+    #[error("Redis at {at} failed: {detail} (is it running, and are `redis_url` and its password right?)")]
     Redis {
         /// The redacted URL.
         at: String,
