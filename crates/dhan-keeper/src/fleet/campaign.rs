@@ -19,19 +19,36 @@ use super::store::{Fleet, Role};
 /// What the keeper asks before it mints, takes a consent token, polls the bot or alerts.
 #[derive(Debug, Clone)]
 pub struct LeaseHandle {
-    rx: watch::Receiver<Option<Lease>>,
+    rx: watch::Receiver<View>,
+}
+
+/// What the campaign last knew.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct View {
+    lease: Option<Lease>,
+    /// This node held the lease last and nobody is known to have taken it since: its lease ran
+    /// out only because Redis could not be reached.
+    last_holder: bool,
 }
 
 impl LeaseHandle {
     /// A handle that never holds the lease (a follower without credentials).
     pub fn never() -> Self {
-        let (_tx, rx) = watch::channel(None);
+        let (_tx, rx) = watch::channel(View::default());
         Self { rx }
     }
 
     /// The lease as of its last renewal, if this node holds one that has not run out.
     pub fn current(&self, now: Instant) -> Option<Lease> {
-        self.rx.borrow().clone().filter(|l| l.may_act(now))
+        self.rx.borrow().lease.clone().filter(|l| l.may_act(now))
+    }
+
+    /// Whether this node keeps the Telegram bot and the alerts: while it may act, and also
+    /// after its lease ran out only because Redis was unreachable (nobody else can have taken
+    /// it then, and Telegram refuses a second poller anyway). Never a licence to mint: see
+    /// docs/fleet.md, "Rotation while Redis is unreachable".
+    pub fn keeps_the_bot(&self, now: Instant) -> bool {
+        self.may_act(now) || self.rx.borrow().last_holder
     }
 
     /// Whether this node may act (mint, poll the bot, alert) at `now`.
@@ -80,9 +97,10 @@ pub fn spawn_campaign(
     timing: LeaseTiming,
     shutdown: CancellationToken,
 ) -> (LeaseHandle, tokio::task::JoinHandle<()>) {
-    let (tx, rx) = watch::channel(None);
+    let (tx, rx) = watch::channel(View::default());
     let task = tokio::spawn(async move {
         let mut lease: Option<Lease> = None;
+        let mut last_holder = false;
         loop {
             if lease.as_ref().is_some_and(|l| !l.may_act(Instant::now())) {
                 tracing::warn!(node = %fleet.node(), "fleet lease ran out without a renewal; no longer the leader");
@@ -94,6 +112,8 @@ pub fn spawn_campaign(
                         if got.is_some() {
                             tracing::info!(node = %fleet.node(), "took the fleet lease: this keeper leads");
                         }
+                        // Redis answered: whoever holds the lease now, it is known.
+                        last_holder = got.is_some();
                         lease = got;
                         false
                     }
@@ -104,11 +124,13 @@ pub fn spawn_campaign(
                 },
                 Some(held) if held.renew_due(Instant::now()) => match fleet.renew(held).await {
                     Ok(Some(renewed)) => {
+                        last_holder = true;
                         lease = Some(renewed);
                         false
                     }
                     Ok(None) => {
                         tracing::warn!(node = %fleet.node(), "the fleet lease passed to another keeper");
+                        last_holder = false;
                         lease = None;
                         false
                     }
@@ -119,9 +141,10 @@ pub fn spawn_campaign(
                 },
                 Some(_) => false,
             };
+            let view = View { lease: lease.clone(), last_holder };
             tx.send_if_modified(|cur| {
-                let changed = *cur != lease;
-                cur.clone_from(&lease);
+                let changed = *cur != view;
+                *cur = view;
                 changed
             });
             let wait = next_wait(lease.as_ref(), Instant::now(), timing, failed);
@@ -130,7 +153,7 @@ pub fn spawn_campaign(
                 () = shutdown.cancelled() => break,
             }
         }
-        tx.send_replace(None);
+        tx.send_replace(View::default());
         if let Some(held) = lease.filter(|l| l.may_act(Instant::now())) {
             match fleet.release(held).await {
                 Ok(_) => tracing::info!(node = %fleet.node(), "released the fleet lease"),
