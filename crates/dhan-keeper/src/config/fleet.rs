@@ -22,6 +22,18 @@ pub struct FleetConfig {
     pub fleet_key: FleetKey,
 }
 
+impl FleetConfig {
+    /// The secret texts these keys hold (the Redis URL and its password, every written form of
+    /// the key), for the scrubbers that blank secrets out of a hook's output.
+    pub fn secret_texts(&self) -> Vec<String> {
+        let mut out = vec![self.redis_url.expose().to_string()];
+        out.extend(self.redis_url.url().password().map(str::to_string));
+        out.extend(self.fleet_key.text_forms());
+        out.retain(|s| !s.is_empty());
+        out
+    }
+}
+
 /// Reads the fleet keys. Problems and warnings are appended; `None` when `redis_url` is unset
 /// (the other two keys are then ignored with a warning) or when a key is bad.
 pub(super) fn read(
@@ -146,6 +158,8 @@ mod tests {
         assert_eq!(cfg.node_name.as_str(), "box-1");
         assert!(!format!("{cfg:?}").contains("pw-123"), "Debug must not show the password");
         assert!(!format!("{cfg:?}").contains("00112233"), "Debug must not show the key");
+        let texts = cfg.secret_texts();
+        assert!(texts.contains(&"pw-123".to_string()) && texts.contains(&KEY.to_string()), "{}", texts.len());
     }
 
     #[test]

@@ -14,7 +14,7 @@ use futures_util::StreamExt;
 use tokio_util::sync::CancellationToken;
 
 use super::campaign::LeaseHandle;
-use super::store::{Fleet, RecordId, SharedToken};
+use super::store::{Fleet, RecordId, SharedRecord, SharedToken};
 use crate::clock::SharedClock;
 use crate::token::Token;
 
@@ -37,6 +37,19 @@ pub fn should_adopt(local: Option<&Token>, shared: &Token) -> bool {
         None => true,
         Some(l) => shared.expires_at > l.expires_at && l.access_token != shared.access_token,
     }
+}
+
+/// Whether two successive records look like two mints by two nodes inside one mint window
+/// (`window`: Dhan's, i.e. `mint_cooldown`), which the lease should have made impossible: a
+/// paused leader outliving its lease, or a manual override. Then the keeper keeps whichever
+/// token `/v2/profile` accepts and tells the admin. A re-seed after a Redis restart republishes
+/// the same token (same expiry) and is not a second mint. Pure.
+pub fn double_mint_suspected(prev: &SharedRecord, next: &SharedRecord, window: Duration) -> bool {
+    let (Some(a), Some(b)) = (prev.obtained_at, next.obtained_at) else {
+        return false;
+    };
+    let apart = (b - a).abs().to_std().unwrap_or(Duration::MAX);
+    prev.holder != next.holder && prev.expires_at != next.expires_at && apart < window
 }
 
 /// The delay before reconnect attempt `attempt` (0-based): 100 ms doubling, capped. Pure.
@@ -222,6 +235,37 @@ mod tests {
         for (local, shared, want) in table {
             assert_eq!(should_adopt(local.as_ref(), &shared), want, "{local:?} -> {shared:?}");
         }
+    }
+
+    #[test]
+    fn two_nodes_minting_inside_one_window_is_suspected() {
+        let t = |min: i64| {
+            Some(
+                crate::ist::offset().with_ymd_and_hms(2026, 12, 1, 8, 0, 0).single().expect("t")
+                    + chrono::Duration::minutes(min),
+            )
+        };
+        let rec = |holder: &str, obtained: i64, expires_h: i64| {
+            let mut r = SharedRecord::for_test(holder);
+            r.obtained_at = t(obtained);
+            r.expires_at = t(expires_h * 60).expect("t");
+            r
+        };
+        let window = Duration::from_secs(125);
+        // (previous, next, suspected)
+        let table = [
+            (rec("a", 0, 24), rec("b", 1, 25), true),
+            (rec("a", 0, 24), rec("a", 1, 25), false),
+            (rec("a", 0, 24), rec("b", 3, 25), false),
+            (rec("a", 0, 24), rec("b", 0, 24), false),
+            (rec("a", 1, 24), rec("b", 0, 25), true),
+        ];
+        for (prev, next, want) in table {
+            assert_eq!(double_mint_suspected(&prev, &next, window), want, "{} -> {}", prev.holder, next.holder);
+        }
+        let mut unknown = rec("b", 1, 25);
+        unknown.obtained_at = None;
+        assert!(!double_mint_suspected(&rec("a", 0, 24), &unknown, window));
     }
 
     #[test]

@@ -14,7 +14,7 @@
 //!   heartbeats, status;
 //! - [`campaign`]: the task that takes and keeps the lease, and the [`LeaseHandle`] the keeper
 //!   asks before it mints;
-//! - [`follow`]: the follower loop (pub/sub plus a periodic re-read).
+//! - [`mod@follow`]: the follower loop (pub/sub plus a periodic re-read).
 //!
 //! `docs/fleet.md` describes how the keeper wires these in and what happens when Redis fails.
 
@@ -26,7 +26,7 @@ pub mod seal;
 pub mod store;
 
 pub use campaign::{LeaseHandle, spawn_campaign};
-pub use follow::{FollowOptions, follow, is_news, should_adopt};
+pub use follow::{FollowOptions, double_mint_suspected, follow, is_news, should_adopt};
 pub use lease::{Lease, LeaseTiming, may_act_until};
 pub use names::{NodeName, RedisUrl};
 pub use seal::FleetKey;

@@ -44,6 +44,16 @@ impl FleetKey {
         Ok(Self(key))
     }
 
+    /// The ways this key may have been written in a config (hex, base64 variants): text that
+    /// must never be repeated, for the output scrubbers.
+    pub(crate) fn text_forms(&self) -> Vec<String> {
+        let hex: String = self.0.iter().map(|b| format!("{b:02x}")).collect();
+        let mut forms = vec![hex.to_ascii_uppercase(), hex];
+        forms.extend([STANDARD, URL_SAFE, STANDARD_NO_PAD, URL_SAFE_NO_PAD].iter().map(|e| e.encode(self.0)));
+        forms.dedup();
+        forms
+    }
+
     /// Seals `token` for (`client_id`, `epoch`, `generation`): base64 of nonce ‖ ciphertext.
     pub(crate) fn seal(&self, token: &Secret, client_id: &str, epoch: &str, generation: u64) -> Result<String, String> {
         let cipher = XChaCha20Poly1305::new(&self.0.into());
@@ -105,6 +115,7 @@ mod tests {
             assert!(bad.len() < 8 || !e.contains(bad), "echoed: {e}");
         }
         assert_eq!(format!("{k:?}"), "[redacted]");
+        assert!(k.text_forms().contains(&HEX.to_string()) && k.text_forms().contains(&b64));
     }
 
     #[test]

@@ -74,6 +74,22 @@ pub struct SharedRecord {
     sealed: String,
 }
 
+#[cfg(test)]
+impl SharedRecord {
+    /// A record with placeholder fields, for table tests of pure decisions.
+    pub(crate) fn for_test(holder: &str) -> Self {
+        Self {
+            id: RecordId { epoch: "e".into(), generation: 1 },
+            holder: holder.into(),
+            expires_at: DateTime::UNIX_EPOCH.fixed_offset(),
+            obtained_at: None,
+            source: None,
+            published_at: None,
+            sealed: String::new(),
+        }
+    }
+}
+
 /// A shared record opened with the fleet key.
 #[derive(Debug, Clone)]
 pub struct SharedToken {
