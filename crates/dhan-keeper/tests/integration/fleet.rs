@@ -418,3 +418,46 @@ async fn fleet_status_shows_nodes_lease_and_generation_but_no_secret() {
     assert_eq!(run.code, 2, "{}", run.all());
     assert!(run.stderr.contains("`redis_url` is not set"), "{}", run.stderr);
 }
+
+#[test]
+fn fleet_keys_load_from_files_and_the_environment_and_default_to_the_host_name() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (url_file, key_file) = (dir.path().join("redis_url"), dir.path().join("fleet_key"));
+    crate::helpers::write_private(&url_file, "redis://:pw-from-file@127.0.0.1:6379/1\n");
+    crate::helpers::write_private(&key_file, &format!("{KEY}\n"));
+    let config = dir.path().join("dhan_config.json");
+    let base = serde_json::json!({
+        "client_id": CLIENT, "pin": crate::helpers::PIN, "totp_secret": crate::helpers::TOTP_SECRET,
+        "redis_url_file": url_file, "fleet_key_file": key_file,
+    });
+    crate::helpers::write_private(&config, &base.to_string());
+    let cfg = dhan_keeper::config::Config::load_with_env(Some(config.clone()), &|_| None).expect("loads");
+    let fleet = cfg.fleet.as_ref().expect("a fleet");
+    assert_eq!(fleet.redis_url.redacted(), "redis://127.0.0.1:6379/1");
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").expect("hostname");
+    assert_eq!(fleet.node_name.as_str(), host.trim());
+    assert!(!format!("{cfg:?}").contains("pw-from-file"), "Debug of the whole config hides the password");
+
+    // The environment overrides the file's node name; a bad key names itself and the fix.
+    let env = |k: &str| match k {
+        "DHAN_KEEPER_NODE_NAME" => Some("env-node".to_string()),
+        _ => None,
+    };
+    let cfg = dhan_keeper::config::Config::load_with_env(Some(config.clone()), &env).expect("loads");
+    assert_eq!(cfg.fleet.expect("fleet").node_name.as_str(), "env-node");
+    crate::helpers::write_private(&key_file, "not-a-key-Wombat\n");
+    let err = dhan_keeper::config::Config::load_with_env(Some(config), &|_| None).expect_err("bad key").to_string();
+    assert!(err.contains("`fleet_key`") && err.contains("openssl rand -hex 32"), "{err}");
+    assert!(!err.contains("Wombat") && !err.contains("pw-from-file"), "{err}");
+}
+
+#[tokio::test]
+async fn rediss_to_a_plain_server_fails_cleanly() {
+    // The TLS stack (rustls, ring) is set up and reports a handshake failure, not a panic.
+    let redis = RedisServer::start();
+    let mut cfg = config(&redis, "a");
+    cfg.redis_url = RedisUrl::parse(&format!("rediss://127.0.0.1:{}", redis.port)).expect("url");
+    let fleet = Fleet::new(&cfg, CLIENT, MS(500)).expect("fleet");
+    let err = fleet.acquire(LeaseTiming::new(Duration::from_secs(2))).await.expect_err("no TLS there");
+    assert!(err.to_string().contains(&format!("Redis at rediss://127.0.0.1:{}", redis.port)), "{err}");
+}
