@@ -14,7 +14,8 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::lease::{Lease, LeaseTiming};
-use super::store::{Fleet, Role};
+use super::nodes::Role;
+use super::store::Fleet;
 
 /// What the keeper asks before it mints, takes a consent token, polls the bot or alerts.
 #[derive(Debug, Clone)]

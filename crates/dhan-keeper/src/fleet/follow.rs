@@ -14,7 +14,8 @@ use futures_util::StreamExt;
 use tokio_util::sync::CancellationToken;
 
 use super::campaign::LeaseHandle;
-use super::store::{Fleet, RecordId, SharedRecord, SharedToken};
+use super::record::{RecordId, SharedRecord, SharedToken};
+use super::store::Fleet;
 use crate::clock::SharedClock;
 use crate::token::Token;
 

@@ -10,8 +10,9 @@
 //! - [`names`]: the Redis URL (a secret), node names, the keys (never containing a secret);
 //! - [`seal`]: [`FleetKey`] seals and opens the token (XChaCha20-Poly1305);
 //! - [`lease`]: until when a holder may act (pure arithmetic on the monotonic clock);
-//! - [`store`]: [`Fleet`], the Redis operations: lease, compare-and-set publish, read,
-//!   heartbeats, status;
+//! - [`store`]: [`Fleet`], the connection to Redis and the lease (`SET NX PX`, compare-and-renew);
+//! - [`record`]: the shared record and its compare-and-set publish;
+//! - [`nodes`]: heartbeats and `fleet status`;
 //! - [`campaign`]: the task that takes and keeps the lease, and the [`LeaseHandle`] the keeper
 //!   asks before it mints;
 //! - [`mod@follow`]: the follower loop (pub/sub plus a periodic re-read).
@@ -22,6 +23,8 @@ pub mod campaign;
 pub mod follow;
 pub mod lease;
 pub mod names;
+pub mod nodes;
+pub mod record;
 pub mod seal;
 pub mod store;
 
@@ -29,5 +32,7 @@ pub use campaign::{LeaseHandle, spawn_campaign};
 pub use follow::{FollowOptions, double_mint_suspected, follow, is_news, should_adopt};
 pub use lease::{Lease, LeaseTiming, may_act_until};
 pub use names::{NodeName, RedisUrl};
+pub use nodes::{FleetStatus, NodeReport, Role};
+pub use record::{RecordId, SharedRecord, SharedToken};
 pub use seal::FleetKey;
-pub use store::{Fleet, FleetError, FleetStatus, NodeReport, RecordId, Role, SharedRecord, SharedToken};
+pub use store::{Fleet, FleetError};
