@@ -15,11 +15,14 @@
 //! - [`nodes`]: heartbeats and `fleet status`;
 //! - [`campaign`]: the task that takes and keeps the lease, and the [`LeaseHandle`] the keeper
 //!   asks before it mints;
+//! - [`coordinator`]: [`Coordinator`], the keeper's one question ("may I mint?") and the calls
+//!   around a mint; [`Coordinator::alone`] for a single host;
 //! - [`mod@follow`]: the follower loop (pub/sub plus a periodic re-read).
 //!
 //! `docs/fleet.md` describes how the keeper wires these in and what happens when Redis fails.
 
 pub mod campaign;
+pub mod coordinator;
 pub mod follow;
 pub mod lease;
 pub mod names;
@@ -29,6 +32,7 @@ pub mod seal;
 pub mod store;
 
 pub use campaign::{LeaseHandle, spawn_campaign};
+pub use coordinator::Coordinator;
 pub use follow::{FollowOptions, double_mint_suspected, follow, is_news, should_adopt};
 pub use lease::{Lease, LeaseTiming, may_act_until};
 pub use names::{NodeName, RedisUrl};

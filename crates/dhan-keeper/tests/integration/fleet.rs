@@ -461,3 +461,51 @@ async fn rediss_to_a_plain_server_fails_cleanly() {
     let err = fleet.acquire(LeaseTiming::new(Duration::from_secs(2))).await.expect_err("no TLS there");
     assert!(err.to_string().contains(&format!("Redis at rediss://127.0.0.1:{}", redis.port)), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_coordinator_gates_minting_adopts_a_newer_shared_token_and_publishes_on_the_latest_generation() {
+    use dhan_keeper::fleet::Coordinator;
+    let redis = RedisServer::start();
+    let timing = LeaseTiming::new(Duration::from_secs(5));
+    let stop = CancellationToken::new();
+    let alone = Coordinator::alone();
+    assert!(alone.may_mint(Instant::now(), Duration::from_secs(15)) && alone.keeps_the_bot(Instant::now()));
+    assert!(alone.announce(&token("t", 9), now()).await.expect("nothing to do").is_none());
+
+    // An earlier leader x published generation 1 and left.
+    let x = node(&redis, "x");
+    let lease_x = x.acquire(timing).await.expect("acquire").expect("x leads");
+    x.publish(&lease_x, None, &token("tok-from-x", 10), now()).await.expect("publish");
+    assert!(x.release(lease_x).await.expect("release"));
+
+    let (a, b) = (node(&redis, "a"), node(&redis, "b"));
+    let (lease_a, _task) = fleet::spawn_campaign(a.clone(), timing, stop.clone());
+    assert!(eventually(Duration::from_secs(2), || lease_a.may_act(Instant::now())).await);
+    let (ca, cb) = (Coordinator::fleet(a.clone(), lease_a.clone()), Coordinator::fleet(b, LeaseHandle::never()));
+    assert!(ca.may_mint(Instant::now(), Duration::from_secs(1)));
+    assert!(!ca.may_mint(Instant::now(), Duration::from_secs(60)), "a mint must fit inside the lease");
+    assert!(!cb.may_mint(Instant::now(), Duration::from_secs(1)) && !cb.keeps_the_bot(Instant::now()));
+
+    // Before minting, a holding an older token finds x's newer one and adopts it.
+    let adopt = ca.newer_shared(Some(&token("tok-old", 9))).await.expect("read").expect("newer");
+    assert_eq!(adopt.token.access_token.expose(), "tok-from-x");
+    assert!(ca.newer_shared(Some(&adopt.token)).await.expect("read").is_none(), "nothing newer than itself");
+
+    // Behind the coordinator's back, generation 2 appears (same holder): announce finds its
+    // expected generation stale, re-reads, and publishes on top of it.
+    let held = lease_a.current(Instant::now()).expect("held");
+    let g1 = ca.seen().expect("seen");
+    let g2 = a.publish(&held, Some(&g1), &token("tok-side", 11), now()).await.expect("side publish");
+    let id = ca.announce(&token("tok-from-a", 12), now()).await.expect("publish").expect("fleet");
+    assert_eq!((id.generation, g2.generation), (3, 2));
+    // If what appeared meanwhile is newer than the token being announced, announce refuses
+    // (Stale) and leaves the newer one for the keeper to adopt.
+    a.publish(&held, Some(&id), &token("tok-newer", 14), now()).await.expect("side publish");
+    assert!(matches!(ca.announce(&token("tok-older", 13), now()).await, Err(FleetError::Stale { current: 4 })));
+    assert_eq!(ca.seen().map(|s| s.generation), Some(4));
+    let got = cb.newer_shared(None).await.expect("read").expect("b sees a's token");
+    assert_eq!(got.token.access_token.expose(), "tok-newer");
+    // b's own (older) token does not replace a's on announce: b is not the holder anyway.
+    assert!(matches!(cb.announce(&token("tok-b", 12), now()).await, Err(FleetError::NotHolder)));
+    stop.cancel();
+}
