@@ -68,6 +68,9 @@ pub fn secrets_of(cfg: &Config) -> Vec<String> {
         out.push(b32.to_ascii_lowercase());
         out.push(b32);
     }
+    if let Some(fleet) = &cfg.fleet {
+        out.extend(fleet.secret_texts());
+    }
     out.retain(|s| !s.is_empty());
     out
 }

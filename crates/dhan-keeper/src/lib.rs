@@ -15,7 +15,8 @@
 //! pure), [`policy`] (when to rotate and alert, market-aware, pure), [`planner`] (what to do
 //! next, from a snapshot, pure), [`lifecycle`] (the [`lifecycle::Keeper`]: intents, the loop, the
 //! consistent [`lifecycle::View`]), [`hook`] (`on_refresh`), [`events`] (the `/events` hub),
-//! [`metrics`].
+//! [`metrics`], [`fleet`] (several keepers, one token: the Redis lease, the sealed shared record,
+//! followers; built, not yet wired into the Keeper).
 //!
 //! **Conversation**: [`telegram`] (Bot API client, long polling, the outbox), [`commands`]
 //! (authorization and commands), [`paste`], [`replies`] (`/status`, `/start`, `/healthz` as
@@ -41,6 +42,7 @@ mod transport;
 
 // Token lifecycle.
 pub mod events;
+pub mod fleet;
 pub mod gate;
 pub mod hook;
 pub mod lifecycle;

@@ -91,6 +91,23 @@ enum ConfigCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Keepers sharing this client id through Redis (`redis_url`; see docs/fleet.md).
+    Fleet {
+        #[command(subcommand)]
+        command: FleetCommand,
+    },
+}
+
+/// `fleet` subcommands.
+#[derive(Subcommand)]
+enum FleetCommand {
+    /// Every node, its role and last catch-up, the lease holder and the shared token's generation
+    /// and expiry (read from Redis; the token itself is never shown).
+    Status {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// `--token-file`: read the token file directly, without the config (and its secrets).
@@ -208,6 +225,9 @@ fn run(command: ConfigCommand, cfg: &Config) -> ExitCode {
         ConfigCommand::Totp => cli::totp(cfg, &clock),
         ConfigCommand::Calendar { segment, from, days, json } => {
             cli::calendar(cfg, &clock, segment.as_deref(), from.as_deref(), days, json)
+        }
+        ConfigCommand::Fleet { command: FleetCommand::Status { json } } => {
+            block_on(cli::fleet_status(cfg, &clock, json))
         }
         ConfigCommand::Refresh => block_on(async {
             cli::refresh(cfg, &clock).await.unwrap_or_else(|e| {

@@ -5,6 +5,7 @@
 
 mod calendar;
 mod check;
+mod fleet;
 mod preflight;
 mod refresh;
 mod status;
@@ -13,6 +14,7 @@ use std::process::ExitCode;
 
 pub use calendar::calendar;
 pub use check::check;
+pub use fleet::fleet_status;
 pub use refresh::refresh;
 pub use status::{Target, status, token};
 

@@ -6,6 +6,7 @@
 //! Validation reports every problem at once, each naming the key and the fix, and never echoes a
 //! secret value.
 
+mod fleet;
 mod load;
 mod validate;
 
@@ -21,6 +22,7 @@ use crate::calendar::{Calendar, Segment, Segments};
 use crate::secret::Secret;
 use crate::totp::TotpSecret;
 
+pub use fleet::FleetConfig;
 pub use load::{ConfigError, ENV_PREFIX, default_path};
 
 /// Every key the config file may hold (secrets may also be given as `<key>_file`).
@@ -56,10 +58,14 @@ pub const KNOWN_KEYS: &[&str] = &[
     "http_allow_remote",
     "token_file_mode",
     "token_file_group",
+    "redis_url",
+    "node_name",
+    "fleet_key",
 ];
 
 /// Keys that hold secrets: never echoed, and also readable from `<key>_file`.
-pub const SECRET_KEYS: &[&str] = &["api_key", "api_secret", "totp_secret", "pin", "telegram_bot_token", "http_token"];
+pub const SECRET_KEYS: &[&str] =
+    &["api_key", "api_secret", "totp_secret", "pin", "telegram_bot_token", "http_token", "redis_url", "fleet_key"];
 
 /// How tokens are obtained.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -185,6 +191,9 @@ pub struct Config {
     pub token_file_mode: u32,
     /// Group (gid) the token file is given to, so another user in it can read the token.
     pub token_file_group: Option<u32>,
+    /// Redis coordination with other keepers (`redis_url`, `node_name`, `fleet_key`); `None`
+    /// without `redis_url`: a single host, as before.
+    pub fleet: Option<FleetConfig>,
     /// Things worth telling the user that do not stop dhan-keeper.
     pub warnings: Vec<String>,
 }

@@ -178,6 +178,7 @@ pub(super) fn validate(
     let verify_every = r.duration("verify_every", Duration::from_secs(15 * 60));
     let reprobe_after = r.duration("reprobe_after", Duration::from_secs(10));
     let hook_timeout = r.duration("hook_timeout", Duration::from_secs(30));
+    let fleet = super::fleet::read(map, &mut r.problems, &mut r.warnings);
     // A default never collides with a value the user set: an unset key of a related pair adapts
     // to the set one; only two values the user set can contradict each other.
     let (alert_before, final_alert_before) = ordered_pair(
@@ -266,6 +267,7 @@ pub(super) fn validate(
         http_allow_remote,
         token_file_mode,
         token_file_group,
+        fleet,
         warnings: r.warnings,
     })
 }

@@ -1,0 +1,202 @@
+//! The fleet keys: `redis_url`, `node_name` and `fleet_key`, read into one [`FleetConfig`].
+//!
+//! They live in one optional struct rather than three loose fields because they only mean
+//! something together: without `redis_url` the keeper is a single host and nothing changes, and
+//! with it a key to seal the shared token is required (Redis must never hold a usable token).
+//! Both `redis_url` (it may carry a password) and `fleet_key` are secrets: no message here ever
+//! quotes them.
+
+use serde_json::{Map, Value};
+use url::Url;
+
+use crate::fleet::{FleetKey, NodeName, RedisUrl};
+
+/// The validated fleet settings; present only when `redis_url` is set.
+#[derive(Debug, Clone)]
+pub struct FleetConfig {
+    /// Where the keepers coordinate (`redis://` or `rediss://`), a secret.
+    pub redis_url: RedisUrl,
+    /// This keeper's name in the fleet (default: the host name).
+    pub node_name: NodeName,
+    /// The shared key that seals the token before it goes to Redis.
+    pub fleet_key: FleetKey,
+}
+
+impl FleetConfig {
+    /// The secret texts these keys hold (the Redis URL and its password, every written form of
+    /// the key), for the scrubbers that blank secrets out of a hook's output.
+    pub fn secret_texts(&self) -> Vec<String> {
+        let mut out = vec![self.redis_url.expose().to_string()];
+        out.extend(self.redis_url.url().password().map(str::to_string));
+        out.extend(self.fleet_key.text_forms());
+        out.retain(|s| !s.is_empty());
+        out
+    }
+}
+
+/// Reads the fleet keys. Problems and warnings are appended; `None` when `redis_url` is unset
+/// (the other two keys are then ignored with a warning) or when a key is bad.
+pub(super) fn read(
+    map: &Map<String, Value>,
+    problems: &mut Vec<String>,
+    warnings: &mut Vec<String>,
+) -> Option<FleetConfig> {
+    let text = |key: &str, problems: &mut Vec<String>| -> Option<String> {
+        match map.get(key)? {
+            Value::String(s) if s.trim().is_empty() => None,
+            Value::String(s) => Some(s.trim().to_string()),
+            Value::Null => None,
+            _ => {
+                problems.push(format!("`{key}` must be a string"));
+                None
+            }
+        }
+    };
+    let raw_url = text("redis_url", problems);
+    let raw_node = text("node_name", problems);
+    let raw_key = text("fleet_key", problems);
+    let Some(raw_url) = raw_url else {
+        for (key, set) in [("node_name", raw_node.is_some()), ("fleet_key", raw_key.is_some())] {
+            if set {
+                warnings.push(format!("`{key}` is set without `redis_url`, so it is ignored (this keeper runs alone)"));
+            }
+        }
+        return None;
+    };
+    let redis_url = match RedisUrl::parse(&raw_url) {
+        Ok(u) => {
+            if let Some(w) = plain_text_warning(u.url()) {
+                warnings.push(w);
+            }
+            Some(u)
+        }
+        Err(why) => {
+            problems.push(format!("`redis_url` {why}"));
+            None
+        }
+    };
+    let node_name = match raw_node {
+        Some(n) => NodeName::parse(&n).map_err(|why| problems.push(format!("`node_name` {why}"))).ok(),
+        None => match NodeName::from_host() {
+            Ok(n) => Some(n),
+            Err(why) => {
+                problems.push(format!("`node_name` is not set and the host name cannot stand in for it: {why}"));
+                None
+            }
+        },
+    };
+    let fleet_key = match raw_key {
+        Some(k) => FleetKey::parse(&k).map_err(|why| problems.push(format!("`fleet_key` {why}"))).ok(),
+        None => {
+            problems.push(
+                "`fleet_key` is missing: with `redis_url` set, the keepers seal the token with a shared key so Redis \
+                 never holds a usable token; generate one with `openssl rand -hex 32` and give every keeper the same \
+                 value (or `fleet_key_file`)"
+                    .into(),
+            );
+            None
+        }
+    };
+    Some(FleetConfig { redis_url: redis_url?, node_name: node_name?, fleet_key: fleet_key? })
+}
+
+/// `redis://` to another machine sends the Redis password (not the token, which is sealed) in
+/// the clear: worth a warning, not a refusal, since many Redis servers live on a private network.
+fn plain_text_warning(u: &Url) -> Option<String> {
+    let local = match u.host() {
+        // `redis://` is not a "special" scheme to the URL parser, so an IP comes back as a domain.
+        Some(url::Host::Domain(d)) => {
+            d.eq_ignore_ascii_case("localhost")
+                || d.trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        }
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => true,
+    };
+    (u.scheme() == "redis" && !local).then(|| {
+        format!(
+            "`redis_url` uses plain redis:// to {}: the token is sealed with `fleet_key`, but the Redis password and \
+             the lease travel unencrypted; prefer rediss:// beyond a private network",
+            u.host_str().unwrap_or_default()
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+
+    fn run(pairs: &[(&str, &str)]) -> (Option<FleetConfig>, Vec<String>, Vec<String>) {
+        let map: Map<String, Value> =
+            pairs.iter().map(|(k, v)| ((*k).to_string(), Value::String((*v).to_string()))).collect();
+        let (mut problems, mut warnings) = (Vec::new(), Vec::new());
+        let cfg = read(&map, &mut problems, &mut warnings);
+        (cfg, problems, warnings)
+    }
+
+    #[test]
+    fn without_redis_url_nothing_changes() {
+        let (cfg, problems, warnings) = run(&[]);
+        assert!(cfg.is_none() && problems.is_empty() && warnings.is_empty());
+        let (cfg, problems, warnings) = run(&[("fleet_key", KEY), ("node_name", "a")]);
+        assert!(cfg.is_none() && problems.is_empty());
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(!warnings.iter().any(|w| w.contains(KEY)), "a warning must not echo the key");
+    }
+
+    #[test]
+    fn a_full_fleet_config_is_read() {
+        let (cfg, problems, warnings) =
+            run(&[("redis_url", "redis://:pw-123@127.0.0.1:6379/2"), ("node_name", "box-1"), ("fleet_key", KEY)]);
+        assert!(problems.is_empty() && warnings.is_empty(), "{problems:?} {warnings:?}");
+        let cfg = cfg.expect("config");
+        assert_eq!(cfg.node_name.as_str(), "box-1");
+        assert!(!format!("{cfg:?}").contains("pw-123"), "Debug must not show the password");
+        assert!(!format!("{cfg:?}").contains("00112233"), "Debug must not show the key");
+        let texts = cfg.secret_texts();
+        assert!(texts.contains(&"pw-123".to_string()) && texts.contains(&KEY.to_string()), "{}", texts.len());
+    }
+
+    #[test]
+    fn redis_url_without_a_key_is_refused_with_the_fix() {
+        let (cfg, problems, _) = run(&[("redis_url", "redis://127.0.0.1:6379")]);
+        assert!(cfg.is_none());
+        assert!(problems[0].starts_with("`fleet_key` is missing") && problems[0].contains("openssl rand -hex 32"));
+    }
+
+    #[test]
+    fn bad_values_name_the_key_and_never_echo_secrets() {
+        let table = [
+            (("redis_url", "http://user:hunter2@10.0.0.1"), "`redis_url`"),
+            (("redis_url", "not a url hunter2"), "`redis_url`"),
+            (("fleet_key", "hunter2hunter2"), "`fleet_key`"),
+            (("node_name", "bad name!"), "`node_name`"),
+        ];
+        for ((key, value), want) in table {
+            let mut pairs = vec![("redis_url", "redis://127.0.0.1"), ("fleet_key", KEY)];
+            pairs.retain(|(k, _)| *k != key);
+            pairs.push((key, value));
+            let (cfg, problems, _) = run(&pairs);
+            assert!(cfg.is_none(), "{key}={value}");
+            assert_eq!(problems.len(), 1, "{problems:?}");
+            assert!(problems[0].starts_with(want), "{problems:?}");
+            assert!(!problems[0].contains("hunter2"), "secret echoed: {problems:?}");
+        }
+    }
+
+    #[test]
+    fn plain_redis_beyond_this_machine_is_a_warning() {
+        let (cfg, problems, warnings) =
+            run(&[("redis_url", "redis://:pw-xyzzy@redis.internal:6379"), ("fleet_key", KEY)]);
+        assert!(cfg.is_some() && problems.is_empty());
+        assert_eq!(warnings.len(), 1);
+        assert!(warnings[0].contains("rediss://") && !warnings[0].contains("xyzzy"), "{warnings:?}");
+        let (_, _, warnings) = run(&[("redis_url", "rediss://:pw@redis.internal:6379"), ("fleet_key", KEY)]);
+        assert!(warnings.is_empty());
+    }
+}

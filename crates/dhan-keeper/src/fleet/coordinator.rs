@@ -1,0 +1,124 @@
+//! The [`Coordinator`]: the keeper's only question to the fleet, "may this node mint for its
+//! client now?", and the two calls around a mint.
+//!
+//! It is the seam the architecture notes ask for: a single host has [`Coordinator::alone`],
+//! which always says yes and publishes nothing, so the keeper's code has one path whether a
+//! fleet exists or not. With a fleet it wraps the [`Fleet`], the [`LeaseHandle`] and the last
+//! record this node has seen, and it turns the compare-and-set protocol (expected generation,
+//! stale retries) into two calls: [`Coordinator::newer_shared`] before minting and
+//! [`Coordinator::announce`] after accepting a token this node obtained.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+
+use super::campaign::LeaseHandle;
+use super::follow::should_adopt;
+use super::record::{RecordId, SharedToken};
+use super::store::{Fleet, FleetError};
+use crate::token::Token;
+
+/// Whether and how this keeper coordinates with others.
+#[derive(Debug, Clone)]
+pub struct Coordinator {
+    inner: Option<Arc<Shared>>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    fleet: Arc<Fleet>,
+    lease: LeaseHandle,
+    seen: Mutex<Option<RecordId>>,
+}
+
+/// How many times [`Coordinator::announce`] re-reads after a stale generation before giving up.
+const STALE_RETRIES: usize = 3;
+
+impl Coordinator {
+    /// A single host: it may always mint, and there is nothing to publish.
+    pub fn alone() -> Self {
+        Self { inner: None }
+    }
+
+    /// A member of a fleet, with its lease (a follower without credentials passes
+    /// [`LeaseHandle::never`]).
+    pub fn fleet(fleet: Arc<Fleet>, lease: LeaseHandle) -> Self {
+        Self { inner: Some(Arc::new(Shared { fleet, lease, seen: Mutex::new(None) })) }
+    }
+
+    /// Whether this node may start an action that takes up to `takes` (a mint: `dhan_timeout`)
+    /// at `now`. Alone: always.
+    pub fn may_mint(&self, now: Instant, takes: Duration) -> bool {
+        self.inner.as_ref().is_none_or(|s| s.lease.may_start(now, takes))
+    }
+
+    /// Whether this node polls the Telegram bot and sends alerts. Alone: always.
+    pub fn keeps_the_bot(&self, now: Instant) -> bool {
+        self.inner.as_ref().is_none_or(|s| s.lease.keeps_the_bot(now))
+    }
+
+    /// Notes a record this node took (from the follower), so the next publish expects it.
+    pub fn saw(&self, id: &RecordId) {
+        if let Some(s) = &self.inner {
+            let mut seen = s.seen.lock().unwrap_or_else(|e| e.into_inner());
+            if super::follow::is_news(seen.as_ref(), id) {
+                *seen = Some(id.clone());
+            }
+        }
+    }
+
+    /// The last record this node took or published.
+    pub fn seen(&self) -> Option<RecordId> {
+        self.inner.as_ref().and_then(|s| s.seen.lock().unwrap_or_else(|e| e.into_inner()).clone())
+    }
+
+    /// Before minting: re-reads the shared record and returns its token when it should replace
+    /// `local` (another keeper already rotated); the keeper then adopts it instead of minting.
+    /// Alone: `None`.
+    pub async fn newer_shared(&self, local: Option<&Token>) -> Result<Option<SharedToken>, FleetError> {
+        let Some(s) = &self.inner else {
+            return Ok(None);
+        };
+        let Some(record) = s.fleet.read().await? else {
+            return Ok(None);
+        };
+        let shared = s.fleet.open(&record)?;
+        self.saw(&shared.id);
+        Ok(should_adopt(local, &shared.token).then_some(shared))
+    }
+
+    /// After accepting a token this node obtained (minted, consent, pasted): publishes it as the
+    /// next generation. On a stale generation it re-reads and tries again on the new one, unless
+    /// the record now holds a token that should replace this one (then `Stale`: the keeper adopts
+    /// that instead). `NotHolder` when the lease is not this node's. Alone: `Ok(None)`.
+    pub async fn announce(&self, token: &Token, now: DateTime<Utc>) -> Result<Option<RecordId>, FleetError> {
+        let Some(s) = &self.inner else {
+            return Ok(None);
+        };
+        let lease = s.lease.current(Instant::now()).ok_or(FleetError::NotHolder)?;
+        let mut last = FleetError::NotHolder;
+        for _ in 0..STALE_RETRIES {
+            let expected = self.seen();
+            match s.fleet.publish(&lease, expected.as_ref(), token, now).await {
+                Ok(id) => {
+                    self.saw(&id);
+                    return Ok(Some(id));
+                }
+                Err(FleetError::Stale { current }) => {
+                    let record = s.fleet.read().await?;
+                    *s.seen.lock().unwrap_or_else(|e| e.into_inner()) = record.as_ref().map(|r| r.id.clone());
+                    if let Some(r) = &record {
+                        let shared = s.fleet.open(r)?;
+                        if should_adopt(Some(token), &shared.token) {
+                            return Err(FleetError::Stale { current });
+                        }
+                    }
+                    last = FleetError::Stale { current };
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last)
+    }
+}
