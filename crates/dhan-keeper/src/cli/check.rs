@@ -141,6 +141,15 @@ pub async fn check(cfg: &Config, clock: &dyn Clock) -> ExitCode {
         }
     };
 
+    if let Some(ip) = cfg.bind_address {
+        match crate::dhan::bind_check(ip) {
+            Ok(()) => println!("✅ Bind        calls to Dhan leave from {ip}"),
+            Err(e) => {
+                println!("❌ Bind        {e}");
+                failed = true;
+            }
+        }
+    }
     let client = match super::dhan_client(cfg) {
         Ok(c) => c,
         Err(e) => {

@@ -6,10 +6,11 @@
 //! Validation reports every problem at once, each naming the key and the fix, and never echoes a
 //! secret value.
 
+mod accounts;
 mod load;
 mod validate;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,6 +22,7 @@ use crate::calendar::{Calendar, Segment, Segments};
 use crate::secret::Secret;
 use crate::totp::TotpSecret;
 
+pub use accounts::{ACCOUNT_KEYS, ACCOUNTS_KEY, AccountConfig, Accounts, Label};
 pub use load::{ConfigError, ENV_PREFIX, default_path};
 
 /// Every key the config file may hold (secrets may also be given as `<key>_file`).
@@ -56,6 +58,7 @@ pub const KNOWN_KEYS: &[&str] = &[
     "http_allow_remote",
     "token_file_mode",
     "token_file_group",
+    "bind_address",
 ];
 
 /// Keys that hold secrets: never echoed, and also readable from `<key>_file`.
@@ -185,6 +188,10 @@ pub struct Config {
     pub token_file_mode: u32,
     /// Group (gid) the token file is given to, so another user in it can read the token.
     pub token_file_group: Option<u32>,
+    /// The local IP address every call to Dhan leaves from (Dhan ties API orders to a static IP
+    /// per client, so family accounts on one server often have one address each); `None`: the
+    /// system's choice.
+    pub bind_address: Option<IpAddr>,
     /// Things worth telling the user that do not stop dhan-keeper.
     pub warnings: Vec<String>,
 }
@@ -199,6 +206,20 @@ impl Config {
     /// Loads with an injected environment, for tests.
     pub fn load_with_env(explicit: Option<PathBuf>, env: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         load::load(explicit, env)
+    }
+
+    /// Loads every account the config describes: the entries of `accounts`, or the top level as
+    /// one account labelled by its client id. Found as [`Config::load`] finds the file.
+    pub fn load_accounts(explicit: Option<PathBuf>) -> Result<Accounts, ConfigError> {
+        Self::load_accounts_with_env(explicit, &|k| std::env::var(k).ok())
+    }
+
+    /// [`Config::load_accounts`] with an injected environment, for tests.
+    pub fn load_accounts_with_env(
+        explicit: Option<PathBuf>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Accounts, ConfigError> {
+        accounts::from_layers(load::read(explicit, env)?)
     }
 
     /// Which way tokens are obtained.
