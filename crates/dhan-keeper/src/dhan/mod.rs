@@ -361,8 +361,11 @@ impl DhanClient {
         }
         // Plain words for the trader (the source chain goes to the debug log); never the URL.
         let mut detail = crate::transport::describe_reqwest(&e.without_url());
-        if let Some(ip) = self.bind_address.filter(|_| detail.contains("bind_address")) {
-            detail = format!("{detail} (bind_address {ip})");
+        if let Some(ip) = self.bind_address.filter(|_| detail.contains("`bind_address`")) {
+            detail = format!(
+                "this machine does not have the address {ip} that `bind_address` asks calls to leave from (see: ip \
+                 -brief address)"
+            );
         }
         DhanError::Unreachable { what, detail }
     }
