@@ -134,7 +134,8 @@ async fn knobs_changed_at_runtime_apply_to_every_client() {
     let mom = mint(&sim, MOM, "246810").await;
     let expiry = mom["expiryTime"].as_str().expect("expiry");
     // A 60 s lifetime: the expiry (IST, naive) is within two minutes of now (IST).
-    let now_ist = (chrono::Utc::now() + chrono::Duration::minutes(330)).naive_utc();
+    let now = chrono::DateTime::<chrono::Utc>::from(dhan_sim::clock::real_now());
+    let now_ist = (now + chrono::Duration::minutes(330)).naive_utc();
     let exp = chrono::NaiveDateTime::parse_from_str(expiry, "%Y-%m-%dT%H:%M:%S%.3f").expect("IST time");
     assert!((exp - now_ist).num_seconds().abs() < 120, "{expiry} vs {now_ist}");
 }

@@ -214,12 +214,11 @@ pub(super) fn from_layers(layers: Layers) -> Result<Accounts, ConfigError> {
         if let Err(e) = &label {
             own_problems.push(e.clone());
         }
-        if let Ok(l) = &label {
-            if let Some(first) = labels.insert(l.as_str().to_string(), i) {
-                own_problems.push(format!(
-                    "`label` \"{l}\" is already the label of accounts[{first}]; each account needs its own"
-                ));
-            }
+        if let Ok(l) = &label
+            && let Some(first) = labels.insert(l.as_str().to_string(), i)
+        {
+            own_problems
+                .push(format!("`label` \"{l}\" is already the label of accounts[{first}]; each account needs its own"));
         }
         let mut own_warnings = Vec::new();
         for key in own.keys().filter(|k| !ACCOUNT_KEYS.contains(&k.as_str())) {
@@ -255,22 +254,22 @@ pub(super) fn from_layers(layers: Layers) -> Result<Accounts, ConfigError> {
         let shared_only: Vec<String> = shared_keys.iter().filter(|k| !own_keys.contains(k)).cloned().collect();
         // Collisions are judged on the raw values, so they are found even when a key is bad.
         let text = |k: &str| merged.get(k).and_then(Value::as_str).map(str::trim).filter(|v| !v.is_empty());
-        if let Some(file) = text("token_file").map(|t| base_dir.join(t)) {
-            if let Some(first) = token_files.insert(file.clone(), i) {
-                own_problems.push(format!(
-                    "`token_file` {} is also the token file of accounts[{first}]; each account needs its own \
-                     (leave it out for dhan_token.<label>.json)",
-                    file.display()
-                ));
-            }
+        if let Some(file) = text("token_file").map(|t| base_dir.join(t))
+            && let Some(first) = token_files.insert(file.clone(), i)
+        {
+            own_problems.push(format!(
+                "`token_file` {} is also the token file of accounts[{first}]; each account needs its own \
+                 (leave it out for dhan_token.<label>.json)",
+                file.display()
+            ));
         }
-        if let Some(id) = text("client_id") {
-            if let Some(first) = client_ids.insert(id.to_string(), i) {
-                own_warnings.push(format!(
-                    "`client_id` {id} is also the client id of accounts[{first}]: Dhan keeps one live token per \
-                     client id, so these two accounts would keep killing each other's token"
-                ));
-            }
+        if let Some(id) = text("client_id")
+            && let Some(first) = client_ids.insert(id.to_string(), i)
+        {
+            own_warnings.push(format!(
+                "`client_id` {id} is also the client id of accounts[{first}]: Dhan keeps one live token per \
+                 client id, so these two accounts would keep killing each other's token"
+            ));
         }
         match validate::validate(&merged, &base_dir, Vec::new()) {
             Ok(mut config) => {

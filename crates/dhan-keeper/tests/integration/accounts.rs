@@ -6,6 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use dhan_keeper::clock::{Clock, SystemClock};
 use dhan_keeper::config::{Config, Mode};
 use dhan_keeper::secret::Secret;
 use dhan_sim::{DhanSim, SimClient, SimConfig, StaticIp};
@@ -236,7 +237,7 @@ async fn seen(cfg: &Config, token: Secret) -> dhan_keeper::dhan::IpStatus {
 async fn mint(cfg: &Config) -> Secret {
     let client = dhan_keeper::cli::dhan_client(cfg).expect("client");
     let (Some(pin), Some(totp)) = (&cfg.pin, &cfg.totp_secret) else { panic!("automatic account") };
-    let code = totp.code_at(chrono::Utc::now());
+    let code = totp.code_at(SystemClock.now());
     client.generate_access_token(pin, &code.digits).await.expect("minted").access_token
 }
 
