@@ -227,7 +227,8 @@ pub(super) fn from_layers(layers: Layers) -> Result<Accounts, ConfigError> {
                     "`{key}` is shared by every account: set it at the top level of the config, not inside an account"
                 ));
             } else {
-                own_warnings.push(format!("unknown key `{key}` is ignored ({})", load::hint(key, ACCOUNT_KEYS)));
+                let shown = crate::harden::sanitize(key, 40);
+                own_warnings.push(format!("unknown key `{shown}` is ignored ({})", load::hint(key, ACCOUNT_KEYS)));
             }
         }
         own.retain(|k, _| ACCOUNT_KEYS.contains(&k.as_str()) && k != "label");
