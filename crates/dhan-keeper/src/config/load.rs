@@ -93,6 +93,21 @@ pub(super) fn read(explicit: Option<PathBuf>, env: &dyn Fn(&str) -> Option<Strin
                     )],
                 });
             }
+            let dups = super::accounts::duplicate_keys_in_entries(&text);
+            if !dups.is_empty() {
+                return Err(ConfigError::Invalid {
+                    origin: format!("config file {}", path.display()),
+                    problems: dups
+                        .into_iter()
+                        .map(|(i, key)| {
+                            format!(
+                                "accounts[{i}]: `{key}` appears more than once; only the last would count, so keep \
+                                 exactly one"
+                            )
+                        })
+                        .collect(),
+                });
+            }
             (parse_object(&path, &text)?, true)
         }
         Err(e) if e.kind() == ErrorKind::NotFound => {

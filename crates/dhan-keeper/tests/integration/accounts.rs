@@ -313,3 +313,21 @@ async fn a_malformed_bind_address_is_a_config_error() {
         assert!(run.stderr.contains("`bind_address` must be one IP address of this machine"), "{bad}: {}", run.stderr);
     }
 }
+
+#[tokio::test]
+async fn a_key_written_twice_inside_an_account_is_refused() {
+    let sim = family_sim().await;
+    let ws = Workspace::new(&sim);
+    let cfg = family_config(&sim, ws.dir.path());
+    let text = serde_json::to_string_pretty(&cfg).expect("json");
+    // Serialized maps cannot hold a key twice: write the second PIN into the text.
+    let doubled =
+        text.replacen(&format!("\"pin\": \"{PIN}\""), &format!("\"pin\": \"{PIN}\", \"pin\": \"{MOM_PIN}\""), 1);
+    assert_ne!(doubled, text);
+    ws.write_config(&doubled);
+    let run = ws.run(&["accounts"]).await;
+    assert_eq!(run.code, 2, "{}", run.all());
+    assert!(run.stderr.contains("accounts[0]: `pin` appears more than once"), "{}", run.stderr);
+    run.assert_no_secrets();
+    assert!(!run.all().contains(MOM_PIN));
+}
