@@ -133,6 +133,24 @@ impl Accounts {
     pub fn labels(&self) -> Vec<&str> {
         self.list.iter().map(|a| a.label.as_str()).collect()
     }
+
+    /// The account a command acts on (`--account LABEL`, `/refresh LABEL`): the one labelled so,
+    /// or the only one when no label is given. `Err` says what to type instead.
+    pub fn select(&self, label: Option<&str>) -> Result<&AccountConfig, String> {
+        let labels = self.labels().join(", ");
+        match (label, self.list.as_slice()) {
+            (None, [only]) => Ok(only),
+            (None, _) => Err(format!("there are {} accounts ({labels}); say which one", self.list.len())),
+            (Some(l), _) => self.get(l).ok_or_else(|| {
+                format!("no account is labelled {:?}; the accounts are: {labels}", crate::harden::sanitize(l, 40))
+            }),
+        }
+    }
+
+    /// The accounts of a Dhan client id (a pasted consent token names its client): usually one.
+    pub fn by_client_id(&self, client_id: &str) -> Vec<&AccountConfig> {
+        self.list.iter().filter(|a| a.config.client_id == client_id).collect()
+    }
 }
 
 /// All accounts of a layered config: the `accounts` list, or the top level as one account.
@@ -494,6 +512,48 @@ mod tests {
             assert_eq!(l.as_str(), want);
             assert!(Label::parse(l.as_str()).is_ok());
         }
+    }
+
+    fn family(entries: serde_json::Value) -> Accounts {
+        let map = match serde_json::json!({"accounts": entries}) {
+            Value::Object(m) => m,
+            _ => serde_json::Map::new(),
+        };
+        let layers =
+            Layers { map, path: None, base_dir: PathBuf::from("."), origin: "test".into(), warnings: Vec::new() };
+        match from_layers(layers) {
+            Ok(a) => a,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    fn automatic(label: &str, client_id: &str) -> serde_json::Value {
+        serde_json::json!({"label": label, "client_id": client_id, "pin": "1234",
+                           "totp_secret": "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"})
+    }
+
+    #[test]
+    fn a_command_acts_on_the_named_account_or_the_only_one() {
+        let one = family(serde_json::json!([automatic("mom", "1000000002")]));
+        let three = family(serde_json::json!([
+            automatic("me", "1000000001"),
+            automatic("mom", "1000000002"),
+            automatic("dad", "1000000002")
+        ]));
+        let table: [(&Accounts, Option<&str>, Result<&str, &str>); 5] = [
+            (&one, None, Ok("mom")),
+            (&one, Some("mom"), Ok("mom")),
+            (&three, Some("dad"), Ok("dad")),
+            (&three, None, Err("there are 3 accounts (me, mom, dad); say which one")),
+            (&three, Some("huf"), Err("no account is labelled \"huf\"; the accounts are: me, mom, dad")),
+        ];
+        for (accounts, label, want) in table {
+            let got = accounts.select(label).map(|a| a.label.as_str());
+            assert_eq!(got, want.map_err(str::to_string), "{label:?}");
+        }
+        let labels: Vec<&str> = three.by_client_id("1000000002").iter().map(|a| a.label.as_str()).collect();
+        assert_eq!(labels, ["mom", "dad"]);
+        assert!(three.by_client_id("1000000009").is_empty());
     }
 
     #[test]
