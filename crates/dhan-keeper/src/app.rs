@@ -50,11 +50,23 @@ pub struct Running {
     _lock: InstanceLock,
 }
 
+/// How long shutdown waits for the work in flight (a hook, a handler) before it gives up on it.
+pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
+
 impl Running {
-    /// Waits for every task to stop (after `shutdown` was cancelled).
+    /// Waits for every task to stop (after `shutdown` was cancelled): the loops, then, for at
+    /// most [`SHUTDOWN_GRACE`], the tasks they spawned (hooks, update handlers).
     pub async fn join(self) {
         for t in self.tasks {
             let _ = t.await;
+        }
+        let spawned = self.keeper.tasks();
+        spawned.close();
+        if tokio::time::timeout(SHUTDOWN_GRACE, spawned.wait()).await.is_err() {
+            tracing::warn!(
+                left = spawned.len(),
+                "stopping with work still running (an on_refresh hook or a command); it is abandoned"
+            );
         }
     }
 }
@@ -63,37 +75,7 @@ impl Running {
 pub async fn start(cfg: Config, clock: SharedClock, shutdown: CancellationToken) -> Result<Running, AppError> {
     let lock = InstanceLock::acquire(&cfg.lock_file(), "run")?;
     let dhan = crate::cli::dhan_client(&cfg)?;
-    let store = TokenStore::for_config(&cfg);
-    let (promoted, stale) = crate::token::recover_temps(&store, clock.now());
-    if promoted {
-        tracing::warn!("a newer token was found in a temp file left by an interrupted write; it is now the token file");
-    }
-    let stale = stale + crate::token::remove_stale_temps(&crate::state::StateFile::path_for(&cfg.token_file));
-    if stale > 0 {
-        tracing::info!(count = stale, "removed temp files left by an interrupted write");
-    }
-    let token = match store.load() {
-        Ok(t) => t,
-        Err(e @ StoreError::Corrupt { .. }) => {
-            let aside = store.set_aside(clock.now())?;
-            tracing::warn!(error = %e, aside = %aside.display(), "the token file was corrupt; kept it aside and will get a new token");
-            None
-        }
-        Err(e) => return Err(e.into()),
-    };
-    let token = token.filter(|t| belongs_to(t, &cfg));
-    if let (Some(t), Some(problem)) = (&token, store.access_problem()) {
-        // Rewriting makes it ours, with the configured mode and group (the rename replaces it).
-        match store.save(t) {
-            Ok(()) => {
-                tracing::warn!(file = %store.path().display(), %problem, "the token file had the wrong owner or permissions; rewrote it")
-            }
-            Err(e) => {
-                tracing::warn!(file = %store.path().display(), %problem, error = %e, "the token file has the wrong owner or permissions and could not be rewritten")
-            }
-        }
-    }
-
+    let token = saved_token(&cfg, clock.now())?;
     let mut tasks = Vec::new();
     let telegram = match (&cfg.telegram_bot_token, cfg.telegram_chat_id) {
         (Some(bot_token), Some(_)) => Some(BotClient::new(&cfg.telegram_api_url, bot_token)?),
@@ -111,11 +93,11 @@ pub async fn start(cfg: Config, clock: SharedClock, shutdown: CancellationToken)
     let keeper = Arc::new(Keeper::new(cfg, dhan, clock, outbox.clone(), token));
     if let (Some(client), Some(rx)) = (telegram, rx) {
         tasks.push(tokio::spawn(outbox::run_sender(client.clone(), rx, outbox.clone(), shutdown.clone())));
-        tasks.push(tokio::spawn(telegram_loop(client, Arc::clone(&keeper), shutdown.clone())));
+        tasks.push(tokio::spawn(telegram_loop(client, Arc::clone(&keeper), outbox, shutdown.clone())));
     } else {
         tracing::info!("Telegram is not configured (telegram_bot_token + telegram_chat_id); alerts go to the log only");
     }
-    let http = match keeper.cfg.http_listen {
+    let http = match keeper.config().http_listen {
         Some(addr) => {
             let (local, task) = crate::serve::bind(addr, Arc::clone(&keeper), shutdown.clone())
                 .await
@@ -126,11 +108,56 @@ pub async fn start(cfg: Config, clock: SharedClock, shutdown: CancellationToken)
         }
         None => None,
     };
-    calendar_notice(&keeper);
-    tasks.push(tokio::spawn(check_clock(Arc::clone(&keeper))));
+    keeper.calendar_notice();
+    tasks.push(tokio::spawn(clock_check(Arc::clone(&keeper), shutdown.clone())));
     tasks.push(tokio::spawn(crate::watch::run(Arc::clone(&keeper), shutdown.clone())));
     tasks.push(tokio::spawn(lifecycle::run(Arc::clone(&keeper), shutdown)));
     Ok(Running { keeper, http, tasks, _lock: lock })
+}
+
+/// The token file as the last run (or a crash) left it: a newer token left in a temp file is
+/// promoted, stale temps removed, a corrupt file set aside, another client's token dropped, and
+/// wrong ownership or permissions fixed by rewriting it.
+fn saved_token(cfg: &Config, now: chrono::DateTime<chrono::Utc>) -> Result<Option<Token>, AppError> {
+    let store = TokenStore::for_config(cfg);
+    let (promoted, stale) = crate::token::recover_temps(&store, now);
+    if promoted {
+        tracing::warn!("a newer token was found in a temp file left by an interrupted write; it is now the token file");
+    }
+    let stale = stale + crate::token::remove_stale_temps(&crate::state::StateFile::path_for(&cfg.token_file));
+    if stale > 0 {
+        tracing::info!(count = stale, "removed temp files left by an interrupted write");
+    }
+    let token = match store.load() {
+        Ok(t) => t,
+        Err(e @ StoreError::Corrupt { .. }) => {
+            let aside = store.set_aside(now)?;
+            tracing::warn!(error = %e, aside = %aside.display(), "the token file was corrupt; kept it aside and will get a new token");
+            None
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let token = token.filter(|t| belongs_to(t, cfg));
+    if let (Some(t), Some(problem)) = (&token, store.access_problem()) {
+        // Rewriting makes it ours, with the configured mode and group (the rename replaces it).
+        match store.save(t) {
+            Ok(()) => {
+                tracing::warn!(file = %store.path().display(), %problem, "the token file had the wrong owner or permissions; rewrote it")
+            }
+            Err(e) => {
+                tracing::warn!(file = %store.path().display(), %problem, error = %e, "the token file has the wrong owner or permissions and could not be rewritten")
+            }
+        }
+    }
+    Ok(token)
+}
+
+/// The clock check at start, abandoned on shutdown (Dhan may be slow to answer).
+async fn clock_check(keeper: Arc<Keeper>, shutdown: CancellationToken) {
+    tokio::select! {
+        () = keeper.check_clock() => {}
+        () = shutdown.cancelled() => {}
+    }
 }
 
 /// Whether a saved token may be ours: a file written for another client id is not kept. (Whether
@@ -143,62 +170,20 @@ fn belongs_to(t: &Token, cfg: &Config) -> bool {
     ours
 }
 
-/// When the calendar the rotations rely on ends within 30 days: a log warning at every start,
-/// and a Telegram message once per end date.
-fn calendar_notice(keeper: &Keeper) {
-    let Some(crate::config::MarketChoice::Segments(segs)) = keeper.cfg.market_hours else { return };
-    let today = crate::ist::to_ist(&keeper.clock.now()).date_naive();
-    let Some((end, notice)) = crate::calendar::end_notice(&keeper.cfg.calendar, segs, today) else { return };
-    tracing::warn!("{notice}");
-    if let Some(chat) = keeper.alert_chat()
-        && keeper.state.get().calendar_notice_for != Some(end)
-    {
-        keeper.outbox.message(chat, format!("📅 {}", crate::telegram::html::escape(&notice)), vec![]);
-        keeper.state.update(|s| s.calendar_notice_for = Some(end));
-    }
-}
-
-/// Compares this machine's clock with Dhan's `Date` header once at start; warns (log and
-/// Telegram) when they disagree enough to break TOTP.
-async fn check_clock(keeper: Arc<Keeper>) {
-    let sent_at = keeper.clock.now();
-    let Ok(probe) = keeper.dhan.probe_auth().await else { return };
-    let Some(offset) = probe.clock_offset_secs(sent_at) else { return };
-    if offset.abs() <= crate::dhan::Probe::CLOCK_FAIL_SECS {
-        tracing::debug!(offset_secs = offset, "clock agrees with Dhan's");
-        return;
-    }
-    let side = if offset > 0.0 { "behind" } else { "ahead of" };
-    tracing::warn!(
-        offset_secs = offset,
-        "this machine's clock is {:.0} s {side} Dhan's; TOTP codes will be refused. Enable NTP (timedatectl set-ntp true)",
-        offset.abs()
-    );
-    if let Some(chat) = keeper.alert_chat() {
-        keeper.outbox.message(
-            chat,
-            format!(
-                "⏰ <b>This machine's clock is {:.0} s {side} Dhan's.</b> TOTP codes depend on the time, so minting will fail. Enable NTP (<code>timedatectl set-ntp true</code>), then check with <code>dhan-keeper check</code>.",
-                offset.abs()
-            ),
-            vec![],
-        );
-    }
-}
-
-async fn telegram_loop(client: BotClient, keeper: Arc<Keeper>, shutdown: CancellationToken) {
+async fn telegram_loop(client: BotClient, keeper: Arc<Keeper>, outbox: Outbox, shutdown: CancellationToken) {
     let Some(me) = poller::wait_for_me(&client, &shutdown).await else { return };
     let username = me.username.unwrap_or_default();
     tracing::info!(bot = %username, "Telegram bot connected");
     poller::register_commands(&client, COMMANDS).await;
-    let bot = Arc::new(Bot::new(Arc::clone(&keeper), username));
+    let bot = Arc::new(Bot::new(Arc::clone(&keeper), outbox, username));
     let handler = Arc::new(move |update| {
         let bot = Arc::clone(&bot);
         async move { bot.handle(update).await }
     });
-    let offset = keeper.state.get().telegram_offset;
+    let offset = keeper.telegram_offset();
     let state = Arc::clone(&keeper);
-    poller::poll(&client, offset, move |o| state.state.update(|s| s.telegram_offset = o), handler, &shutdown).await;
+    let tasks = keeper.tasks().clone();
+    poller::poll(&client, offset, move |o| state.save_telegram_offset(o), handler, &tasks, &shutdown).await;
 }
 
 /// SIGTERM and SIGINT (Ctrl-C) listeners. Install them first thing, so a signal that arrives

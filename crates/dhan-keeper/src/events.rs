@@ -171,7 +171,7 @@ pub fn route(shutdown: CancellationToken) -> MethodRouter<Arc<Keeper>> {
 
 /// The refusal when the request lacks the `/token` bearer; `None` when it may go on.
 fn refusal(k: &Keeper, headers: &HeaderMap) -> Option<Response> {
-    let Some(expected) = &k.cfg.http_token else {
+    let Some(expected) = &k.config().http_token else {
         return Some(
             (StatusCode::NOT_FOUND, "GET /events is disabled: set http_token in the config\n").into_response(),
         );
@@ -208,7 +208,7 @@ async fn stream(k: Arc<Keeper>, headers: HeaderMap, shutdown: CancellationToken)
     if let Some(refused) = refusal(&k, &headers) {
         return refused;
     }
-    let Ok(permit) = Arc::clone(&k.events.streams).try_acquire_owned() else {
+    let Ok(permit) = Arc::clone(&k.events().streams).try_acquire_owned() else {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             [(header::RETRY_AFTER, "5")],
@@ -218,24 +218,24 @@ async fn stream(k: Arc<Keeper>, headers: HeaderMap, shutdown: CancellationToken)
     };
     let last_id = headers.get("last-event-id").and_then(|v| v.to_str().ok());
     let (rx, owed, latest) = {
-        let ring = lock(&k.events.ring);
+        let ring = lock(&k.events().ring);
         let latest = ring.back().map_or(0, |e| e.generation);
-        (k.events.tx.subscribe(), resume(last_id, &k.events.boot, &ring), latest)
+        (k.events().tx.subscribe(), resume(last_id, &k.events().boot, &ring), latest)
     };
     let hello = Event::default().retry(Duration::from_secs(1)).comment("dhan-keeper events");
     let mut pending = VecDeque::new();
     match owed {
         // The id (with no data) sets the reader's Last-Event-ID, so a reader cut off before the
         // first token event still resumes without a gap.
-        Resume::Fresh => pending.push_back(hello.id(k.events.id(latest))),
+        Resume::Fresh => pending.push_back(hello.id(k.events().id(latest))),
         // No id here: a reader cut off mid-replay must resume from where it really is.
         Resume::Replay(missed) => {
             pending.push_back(hello);
-            pending.extend(missed.iter().map(|e| k.events.token_event(e)));
+            pending.extend(missed.iter().map(|e| k.events().token_event(e)));
         }
         Resume::Resync => {
             pending.push_back(hello);
-            pending.push_back(k.events.resync_event("unknown Last-Event-ID"));
+            pending.push_back(k.events().resync_event("unknown Last-Event-ID"));
         }
     }
     let reader = Reader { keeper: k, pending, rx, shutdown, _permit: permit };
@@ -248,10 +248,10 @@ async fn stream(k: Arc<Keeper>, headers: HeaderMap, shutdown: CancellationToken)
             next = r.rx.recv() => next,
         };
         let event = match next {
-            Ok(e) => r.keeper.events.token_event(&e),
+            Ok(e) => r.keeper.events().token_event(&e),
             Err(broadcast::error::RecvError::Lagged(n)) => {
                 tracing::debug!(missed = n, "an /events reader fell behind; telling it to resync");
-                r.keeper.events.resync_event("reader fell behind")
+                r.keeper.events().resync_event("reader fell behind")
             }
             Err(broadcast::error::RecvError::Closed) => return None,
         };

@@ -1,59 +1,70 @@
 //! dhan-keeper keeps a Dhan (DhanHQ) API access token alive and hands it to trading programs.
 //!
-//! # Layout
-//! - [`config`]: `dhan_config.json` + `DHAN_KEEPER_*` env + `*_file` secrets, validated once.
-//! - [`secret`]: the redacting wrapper every credential lives in.
-//! - [`clock`]: the one place that reads the wall clock.
-//! - [`ist`]: Dhan's naive IST timestamps and how we show times to a trader.
-//! - [`totp`]: RFC 6238 codes.
-//! - [`dhan`]: the HTTP client for Dhan's auth and api hosts, with typed errors.
-//! - [`mint`]: TOTP + PIN minting with the window-edge retry; [`gate`]: Dhan's mint window and the
-//!   credential stop, pure.
-//! - [`calendar`]: exchange sessions, holidays and special sessions per segment (embedded data).
-//! - [`policy`]: when to rotate (market-aware), alert and back off; pure, no clock reads.
-//! - [`planner`]: what the keeper does next and when, from a snapshot of its state; pure.
-//! - [`token`]: the token, its atomic 0600 file, and the single-instance lock.
-//! - [`account`]: funds, holdings and positions as short text for a trader.
-//! - [`cli`]: the one-shot subcommands (`check`, `status`, `token`, `refresh`, `totp`).
-//! - [`lifecycle`]: the [`lifecycle::Keeper`] that owns the token, and the loop that follows the policy.
-//! - [`state`]: what the daemon remembers across restarts (paused, Telegram offset, alerts sent).
-//! - [`telegram`]: Bot API client, long polling, the outgoing queue.
-//! - [`commands`]: the conversation: authorization, commands, the paste flow ([`paste`]).
-//! - [`alerts`]: the unprompted messages (expiry ladder, confirmations, failures).
-//! - [`hook`]: the `on_refresh` command; [`serve`]: the loopback HTTP endpoint; [`metrics`].
-//! - [`events`]: `GET /events`, a Server-Sent Events stream announcing each new token.
-//! - [`app`]: `run` wires all of the above together.
-//! - [`telemetry`]: logging to stderr.
+//! # Layout, by area (each layer uses only the ones above it)
+//!
+//! **Leaf types**: [`clock`] (the one place that reads the wall clock), [`ist`] (Dhan's naive IST
+//! times), [`secret`] (the redacting wrapper every credential lives in), [`totp`] (RFC 6238),
+//! [`config`] (file + `DHAN_KEEPER_*` env + `*_file` secrets, validated once), [`calendar`]
+//! (exchange sessions per segment, embedded data).
+//!
+//! **Dhan**: [`dhan`] (the client for the auth and api hosts, typed errors, the code table, JWT
+//! claims), [`mint`] (TOTP + PIN with the window-edge retry).
+//!
+//! **Token lifecycle**: [`token`] (the token, its atomic file, the single-instance lock),
+//! [`state`] (what survives restarts), [`gate`] (Dhan's mint window and the credential stop,
+//! pure), [`policy`] (when to rotate and alert, market-aware, pure), [`planner`] (what to do
+//! next, from a snapshot, pure), [`lifecycle`] (the [`lifecycle::Keeper`]: intents, the loop, the
+//! consistent [`lifecycle::View`]), [`hook`] (`on_refresh`), [`events`] (the `/events` hub),
+//! [`metrics`].
+//!
+//! **Conversation**: [`telegram`] (Bot API client, long polling, the outbox), [`commands`]
+//! (authorization and commands), [`paste`], [`replies`] (`/status`, `/start`, `/healthz` as
+//! pure functions of a view), [`alerts`] (the unprompted messages), [`account`].
+//!
+//! **Edges**: [`app`] (`run` wires it all and owns the tasks), [`serve`] (the loopback HTTP
+//! endpoint), [`cli`] (the one-shot subcommands), [`harden`] (process limits, safe file opens),
+//! [`telemetry`] (logging).
 #![warn(missing_docs)]
 
-pub mod account;
-pub mod alerts;
-pub mod app;
+// Leaf types.
 pub mod calendar;
-pub mod cli;
 pub mod clock;
-pub mod commands;
 pub mod config;
+pub mod ist;
+pub mod secret;
+pub mod totp;
+
+// Dhan.
 pub mod dhan;
+pub mod mint;
+mod transport;
+
+// Token lifecycle.
 pub mod events;
 pub mod gate;
-pub mod harden;
 pub mod hook;
-pub mod ist;
 pub mod lifecycle;
 pub mod metrics;
-pub mod mint;
-pub mod paste;
 pub mod planner;
 pub mod policy;
+pub mod state;
+pub mod token;
+
+// Conversation.
+pub mod account;
+pub mod alerts;
+pub mod commands;
+pub mod paste;
+pub mod replies;
+pub mod telegram;
+
+// Edges.
+pub mod app;
+pub mod cli;
+pub mod harden;
+pub mod serve;
+pub mod telemetry;
+mod watch;
+
 #[cfg(test)]
 mod proptests;
-pub mod secret;
-pub mod serve;
-pub mod state;
-pub mod telegram;
-pub mod telemetry;
-pub mod token;
-pub mod totp;
-mod transport;
-mod watch;

@@ -1,5 +1,6 @@
 //! The `dhan-keeper` binary: parse arguments, load config, start logging, call the library.
 
+#[cfg(feature = "demo")]
 mod demo;
 
 use std::path::PathBuf;
@@ -52,6 +53,7 @@ enum Command {
     /// overwrites.
     Init,
     /// Run the whole flow against a built-in simulator: no credentials, no network.
+    #[cfg(feature = "demo")]
     Demo {
         /// Be the trader: type bot commands and see the replies (same simulators, no script).
         #[arg(long, short)]
@@ -106,7 +108,10 @@ fn main() -> ExitCode {
     quiet_broken_pipe();
     let args = Args::parse();
     // The demo prints its own transcript (outages included, on purpose); only errors go to the log.
+    #[cfg(feature = "demo")]
     let default_filter = if matches!(args.command, Command::Demo { .. }) { "error" } else { "warn,dhan_keeper=info" };
+    #[cfg(not(feature = "demo"))]
+    let default_filter = "warn,dhan_keeper=info";
     telemetry::init(args.log_format, args.log_time, default_filter);
     // No core dumps (they would hold every secret), and descriptors to spare (see `harden`).
     let limits = dhan_keeper::harden::process_limits();
@@ -117,6 +122,7 @@ fn main() -> ExitCode {
         );
     }
     match args.command {
+        #[cfg(feature = "demo")]
         Command::Demo { interactive } => block_on(demo::run(interactive)),
         Command::Completions { shell } => {
             // Into a buffer first: the generator panics on a write error such as a closed pipe.

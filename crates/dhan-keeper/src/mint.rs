@@ -18,14 +18,9 @@ pub enum MintSaveError {
     /// Dhan did not issue a token.
     #[error("could not mint a new token")]
     Dhan(#[from] DhanError),
-    /// Dhan issued a token for another account.
-    #[error("Dhan issued a token for client {issued_for}, not {expected}; check client_id in the config")]
-    WrongClient {
-        /// Whose token Dhan issued.
-        issued_for: String,
-        /// The configured client id.
-        expected: String,
-    },
+    /// Dhan issued a token that cannot be taken (another account's, or already expired).
+    #[error("{0}")]
+    Refused(#[from] crate::token::Refused),
     /// The token was issued (so the previous one is dead) but could not be written.
     #[error("the new token could not be saved (the old one is already dead at Dhan)")]
     Store(#[from] StoreError),
@@ -41,13 +36,7 @@ pub async fn mint_and_save(
     clock: &dyn Clock,
 ) -> Result<Token, MintSaveError> {
     let minted = mint_with_totp(client, pin, totp, clock).await?;
-    if let Some(other) = minted.client_id.as_deref().filter(|c| *c != client.client_id()) {
-        return Err(MintSaveError::WrongClient {
-            issued_for: other.to_string(),
-            expected: client.client_id().to_string(),
-        });
-    }
-    let token = Token::from_minted(minted, TokenSource::Totp, clock.now());
+    let token = Token::accept(minted, client.client_id(), TokenSource::Totp, clock.now())?;
     store.save(&token)?;
     Ok(token)
 }

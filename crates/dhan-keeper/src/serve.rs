@@ -51,7 +51,7 @@ pub async fn bind(
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
-    let any_host = keeper.cfg.http_allow_remote;
+    let any_host = keeper.config().http_allow_remote;
     let app = Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
@@ -187,41 +187,18 @@ fn wrong_host(local: SocketAddr) -> Response {
 }
 
 async fn healthz(State(k): State<Arc<Keeper>>) -> Response {
-    let now = k.clock.now();
-    let token = k.usable_token();
-    let body = json!({
-        "status": if token.is_some() { "ok" } else { "no_valid_token" },
-        "token_valid": token.is_some(),
-        "expires_at": token.as_ref().map(|t| ist::to_ist(&t.expires_at).to_rfc3339()),
-        "seconds_left": token.as_ref().map(|t| t.remaining(now).num_seconds()),
-        "paused": k.state.get().paused,
-        "token_file_written": !k.live().unsaved,
-        // Whether Dhan accepts orders from this machine: reported, never a failure of the token.
-        "static_ip": match k.live().ip {
-            Some(Ok(ip)) => json!({
-                "orders_allowed": !ip.orders_refused(),
-                "detected_ip": ip.detected_ip,
-                "primary_ip": ip.primary_ip,
-                "secondary_ip": ip.secondary_ip,
-            }),
-            Some(Err(e)) => json!({ "error": e }),
-            None => serde_json::Value::Null,
-        },
-    });
-    let status = if token.is_some() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let (ok, body) = crate::replies::healthz(&k.view());
+    let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, axum::Json(body)).into_response()
 }
 
 async fn metrics(State(k): State<Arc<Keeper>>) -> Response {
-    let now = k.clock.now();
-    let expires = k.usable_token().map(|t| t.expires_at.timestamp());
-    let failures = k.outbox.failures.load(std::sync::atomic::Ordering::Relaxed);
-    let body = k.metrics.render(expires, now.timestamp(), failures);
+    let body = k.render_metrics();
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response()
 }
 
 async fn token(State(k): State<Arc<Keeper>>, headers: HeaderMap) -> Response {
-    let Some(expected) = &k.cfg.http_token else {
+    let Some(expected) = &k.config().http_token else {
         return (StatusCode::NOT_FOUND, "GET /token is disabled: set http_token in the config\n").into_response();
     };
     let presented = headers
@@ -244,7 +221,7 @@ async fn token(State(k): State<Arc<Keeper>>, headers: HeaderMap) -> Response {
         "access_token": t.access_token.expose(),
         "expiry_time": ist::naive_string(&t.expires_at),
         "expires_at": ist::to_ist(&t.expires_at).to_rfc3339(),
-        "client_id": t.client_id.as_deref().unwrap_or(&k.cfg.client_id),
+        "client_id": t.client_id.as_deref().unwrap_or(&k.config().client_id),
     });
     ([(header::CACHE_CONTROL, "no-store")], axum::Json(body)).into_response()
 }

@@ -23,7 +23,7 @@ pub(crate) fn touches(kind: &EventKind, paths: &[PathBuf], file: &Path) -> bool 
 
 /// Runs until `shutdown`, waking `keeper` whenever the token file changes on disk.
 pub(crate) async fn run(keeper: Arc<Keeper>, shutdown: CancellationToken) {
-    let file = keeper.store.path().to_path_buf();
+    let file = keeper.token_path().to_path_buf();
     let Some(dir) = file.parent().map(|d| if d.as_os_str().is_empty() { Path::new(".") } else { d }) else {
         return;
     };

@@ -70,7 +70,36 @@ fn calendar(cfg: &Config, clock: &dyn Clock) {
 
 /// Runs every check and prints one line each. Exit 0 when all pass.
 pub async fn check(cfg: &Config, clock: &dyn Clock) -> ExitCode {
-    let mut failed = false;
+    let mut failed = !local_checks(cfg, clock).await;
+    let store = TokenStore::new(&cfg.token_file);
+    let (token, ok) = saved_token(&store, clock.now());
+    failed |= !ok;
+    failed |= !bind(cfg);
+    let client = match super::dhan_client(cfg) {
+        Ok(c) => c,
+        Err(e) => {
+            println!("❌ Dhan        {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    failed |= !dhan_hosts(cfg, &client, clock).await;
+    if let Some(t) = token {
+        failed |= !token_with_dhan(&client, &t).await;
+    }
+    let last_mint = crate::state::StateFile::peek(&cfg.token_file)
+        .and_then(|s| s.last_mint_at)
+        .map(|t| t.with_timezone(&chrono::Utc));
+    println!("\nThe plan");
+    let saved = store.load().ok().flatten();
+    for l in super::preflight::plan(cfg, saved.as_ref(), last_mint, clock.now()) {
+        println!("   {l}");
+    }
+    if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+}
+
+/// Config, calendar, Telegram, HTTP, the token directory, the hook: what fails later if wrong.
+async fn local_checks(cfg: &Config, clock: &dyn Clock) -> bool {
+    let mut ok = true;
     let origin = cfg.path.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "environment only".into());
     println!("✅ Config      {origin}");
     println!("   Mode        {}", cfg.mode());
@@ -81,7 +110,7 @@ pub async fn check(cfg: &Config, clock: &dyn Clock) -> ExitCode {
     match (&cfg.telegram_bot_token, cfg.telegram_chat_id) {
         (Some(bot_token), Some(chat)) => {
             let admin = cfg.admin_chat_id.unwrap_or(chat);
-            failed |= !telegram(cfg, bot_token, chat, admin).await;
+            ok &= telegram(cfg, bot_token, chat, admin).await;
         }
         _ => println!("⚠️  Telegram    not configured: no alerts, no remote control"),
     }
@@ -100,9 +129,8 @@ pub async fn check(cfg: &Config, clock: &dyn Clock) -> ExitCode {
     };
     if let Some(reason) = crate::harden::unsafe_dir(token_dir) {
         println!("❌ Token dir   {reason}");
-        failed = true;
+        ok = false;
     }
-
     let mut local = vec![super::preflight::token_dir(&cfg.token_file)];
     local.extend(
         cfg.on_refresh.as_deref().and_then(|argv| super::preflight::hook(argv, std::env::var_os("PATH").as_deref())),
@@ -111,15 +139,17 @@ pub async fn check(cfg: &Config, clock: &dyn Clock) -> ExitCode {
     for l in &local {
         let mark = if l.ok { "✅" } else { "❌" };
         println!("{mark} {:<11} {}", l.label, l.text);
-        failed |= !l.ok;
+        ok &= l.ok;
     }
+    ok
+}
 
-    let store = TokenStore::new(&cfg.token_file);
-    let now = clock.now();
-    let token = match store.load() {
+/// The saved token, if it is valid; `false` when the file cannot be read.
+fn saved_token(store: &TokenStore, now: chrono::DateTime<chrono::Utc>) -> (Option<crate::token::Token>, bool) {
+    match store.load() {
         Ok(Some(t)) if t.is_expired(now) => {
             println!("⚠️  Token file  {}: expired {}", store.path().display(), ist::human(&t.expires_at));
-            None
+            (None, true)
         }
         Ok(Some(t)) => {
             println!(
@@ -128,103 +158,105 @@ pub async fn check(cfg: &Config, clock: &dyn Clock) -> ExitCode {
                 ist::human(&t.expires_at),
                 ist::human_duration(t.remaining(now))
             );
-            Some(t)
+            (Some(t), true)
         }
         Ok(None) => {
             println!("   Token file  {}: no token yet", store.path().display());
-            None
+            (None, true)
         }
         Err(e) => {
             println!("❌ Token file  {e}");
-            failed = true;
-            None
-        }
-    };
-
-    if let Some(ip) = cfg.bind_address {
-        match crate::dhan::bind_check(ip) {
-            Ok(()) => println!("✅ Bind        calls to Dhan leave from {ip}"),
-            Err(e) => {
-                println!("❌ Bind        {e}");
-                failed = true;
-            }
+            (None, false)
         }
     }
-    let client = match super::dhan_client(cfg) {
-        Ok(c) => c,
-        Err(e) => {
-            println!("❌ Dhan        {e}");
-            return ExitCode::FAILURE;
-        }
+}
+
+/// This machine has the `bind_address` Dhan calls leave from (a UDP bind: nothing waits).
+fn bind(cfg: &Config) -> bool {
+    let Some(ip) = cfg.bind_address else {
+        return true;
     };
+    match crate::dhan::bind_check(ip) {
+        Ok(()) => {
+            println!("✅ Bind        calls to Dhan leave from {ip}");
+            true
+        }
+        Err(e) => {
+            println!("❌ Bind        {e}");
+            false
+        }
+    }
+}
+
+/// Both Dhan hosts answer, and this machine's clock agrees with Dhan's.
+async fn dhan_hosts(cfg: &Config, client: &crate::dhan::DhanClient, clock: &dyn Clock) -> bool {
+    let mut ok = true;
     match client.probe_auth().await {
         Ok(p) => println!("✅ Dhan auth   {} answered in {} ms", cfg.dhan_auth_url, p.rtt.as_millis()),
         Err(e) => {
             println!("❌ Dhan auth   {e}");
-            failed = true;
+            ok = false;
         }
     }
     let before = clock.now();
     match client.probe_api().await {
         Ok(p) => {
             println!("✅ Dhan api    {} answered in {} ms", cfg.dhan_api_url, p.rtt.as_millis());
-            match p.clock_offset_secs(before) {
-                Some(offset) => {
-                    let ahead = if offset > 0.0 { "behind" } else { "ahead of" };
-                    let said = if offset.abs() < 1.0 {
-                        "within 1 s of Dhan".to_string()
-                    } else {
-                        format!("{:.1} s {ahead} Dhan", offset.abs())
-                    };
-                    let (mark, note) = if offset.abs() > Probe::CLOCK_FAIL_SECS {
-                        failed = true;
-                        ("❌", " — TOTP codes will be refused; turn on NTP (timedatectl set-ntp true)")
-                    } else if offset.abs() > Probe::CLOCK_WARN_SECS {
-                        ("⚠️ ", " — TOTP may fail near window edges; check NTP")
-                    } else {
-                        ("✅", "")
-                    };
-                    println!("{mark} Clock       this machine is {said}{note}");
-                }
-                None => {
-                    println!("⚠️  Clock       Dhan sent no Date header; cannot measure the offset")
-                }
-            }
+            ok &= clock_line(p.clock_offset_secs(before));
         }
         Err(e) => {
             println!("❌ Dhan api    {e}");
-            failed = true;
+            ok = false;
         }
     }
-    if let Some(t) = token {
-        match client.profile(&t.access_token).await {
-            Ok(p) => println!(
-                "✅ Token       accepted by Dhan (client {}, data plan {})",
-                p.dhan_client_id,
-                or_dash(&p.data_plan)
-            ),
-            Err(e @ DhanError::AuthFailed { .. }) => {
-                println!("❌ Token       {e}");
-                failed = true;
-            }
-            Err(e) => println!("⚠️  Token       could not verify: {e}"),
+    ok
+}
+
+/// The clock line; `false` when the offset breaks TOTP.
+fn clock_line(offset: Option<f64>) -> bool {
+    let Some(offset) = offset else {
+        println!("⚠️  Clock       Dhan sent no Date header; cannot measure the offset");
+        return true;
+    };
+    let ahead = if offset > 0.0 { "behind" } else { "ahead of" };
+    let said = if offset.abs() < 1.0 {
+        "within 1 s of Dhan".to_string()
+    } else {
+        format!("{:.1} s {ahead} Dhan", offset.abs())
+    };
+    let (mark, note, ok) = if offset.abs() > Probe::CLOCK_FAIL_SECS {
+        ("❌", " — TOTP codes will be refused; turn on NTP (timedatectl set-ntp true)", false)
+    } else if offset.abs() > Probe::CLOCK_WARN_SECS {
+        ("⚠️ ", " — TOTP may fail near window edges; check NTP", true)
+    } else {
+        ("✅", "", true)
+    };
+    println!("{mark} Clock       this machine is {said}{note}");
+    ok
+}
+
+/// Dhan accepts the saved token; the static IP (reported, never a failure).
+async fn token_with_dhan(client: &crate::dhan::DhanClient, t: &crate::token::Token) -> bool {
+    let mut ok = true;
+    match client.profile(&t.access_token).await {
+        Ok(p) => println!(
+            "✅ Token       accepted by Dhan (client {}, data plan {})",
+            p.dhan_client_id,
+            or_dash(&p.data_plan)
+        ),
+        Err(e @ DhanError::AuthFailed { .. }) => {
+            println!("❌ Token       {e}");
+            ok = false;
         }
-        // Orders need a registered static IP; tokens do not, so this never fails the check.
-        match client.ip_status(&t.access_token).await {
-            Ok(ip) if ip.orders_refused() => println!("⚠️  Static IP   {}", ip.summary()),
-            Ok(ip) => println!("✅ Static IP   {}", ip.summary()),
-            Err(e) => println!("⚠️  Static IP   could not read it from Dhan: {e}"),
-        }
+        Err(e) => println!("⚠️  Token       could not verify: {e}"),
     }
-    let last_mint = crate::state::StateFile::peek(&cfg.token_file)
-        .and_then(|s| s.last_mint_at)
-        .map(|t| t.with_timezone(&chrono::Utc));
-    println!("\nThe plan");
-    let saved = store.load().ok().flatten();
-    for l in super::preflight::plan(cfg, saved.as_ref(), last_mint, clock.now()) {
-        println!("   {l}");
+    // Orders need a registered static IP; tokens do not, so this never fails the check.
+    match client.ip_status(&t.access_token).await {
+        Ok(ip) if ip.orders_refused() => println!("⚠️  Static IP   {}", ip.summary()),
+        Ok(ip) => println!("✅ Static IP   {}", ip.summary()),
+        Err(e) => println!("⚠️  Static IP   could not read it from Dhan: {e}"),
     }
-    if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+    ok
 }
 
 fn or_dash(s: &str) -> &str {

@@ -27,29 +27,10 @@ pub async fn refresh(cfg: &Config, clock: &dyn Clock) -> anyhow::Result<ExitCode
     let _lock = InstanceLock::acquire(&lock_path, "refresh")?;
     let store = TokenStore::for_config(cfg);
     let now = clock.now();
-    let previous = match store.load() {
-        Ok(t) => t,
-        Err(e @ StoreError::Corrupt { .. }) => {
-            let aside = store.set_aside(now)?;
-            tracing::warn!(error = %e, kept_at = %aside.display(), "set the corrupt token file aside");
-            None
-        }
-        Err(e) => {
-            return Err(e).context("the current token file is unusable; fix its permissions first");
-        }
-    };
-    // One window rule for the daemon and this command: the state file's last attempt (and, for
-    // files written before it existed, the saved token's mint time).
+    let previous = previous_token(&store, now)?;
     let state = StateFile::load(StateFile::path_for(&cfg.token_file));
     let config_id = cfg.credentials_id();
-    let mut view = state.get();
-    if let Some(Token { source: Some(TokenSource::Totp), obtained_at: Some(at), .. }) = &previous {
-        view.last_mint_at = view.last_mint_at.max(Some(*at));
-    }
-    if let Gate::Window { until } = gate::mint_gate(&view, now, cfg.mint_cooldown, &config_id, Asker::Admin) {
-        let credentials = gate::credential_stop(&view, &config_id).map(|s| s.message.clone());
-        bail!("{}", RotateError::Cooldown { until, cooldown: cfg.mint_cooldown, refused: false, credentials });
-    }
+    window_allows(cfg, &state, previous.as_ref(), &config_id, now)?;
     let client = super::dhan_client(cfg)?;
     state.update(|s| s.last_mint_at = Some(ist::to_ist(&now)));
     let result = mint_and_save(&client, pin, totp, &store, clock).await;
@@ -83,4 +64,38 @@ pub async fn refresh(cfg: &Config, clock: &dyn Clock) -> anyhow::Result<ExitCode
         println!("   the previous token is now invalid at Dhan; programs holding it must re-read the token file");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The saved token (a corrupt file is set aside).
+fn previous_token(store: &TokenStore, now: chrono::DateTime<chrono::Utc>) -> anyhow::Result<Option<Token>> {
+    match store.load() {
+        Ok(t) => Ok(t),
+        Err(e @ StoreError::Corrupt { .. }) => {
+            let aside = store.set_aside(now)?;
+            tracing::warn!(error = %e, kept_at = %aside.display(), "set the corrupt token file aside");
+            Ok(None)
+        }
+        Err(e) => Err(e).context("the current token file is unusable; fix its permissions first"),
+    }
+}
+
+/// One window rule for the daemon and this command: the state file's last attempt (and, for
+/// files written before it existed, the saved token's mint time). A wait names a credential
+/// refusal, never hides it.
+fn window_allows(
+    cfg: &Config,
+    state: &StateFile,
+    previous: Option<&Token>,
+    config_id: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<()> {
+    let mut view = state.get();
+    if let Some(Token { source: Some(TokenSource::Totp), obtained_at: Some(at), .. }) = previous {
+        view.last_mint_at = view.last_mint_at.max(Some(*at));
+    }
+    if let Gate::Window { until } = gate::mint_gate(&view, now, cfg.mint_cooldown, config_id, Asker::Admin) {
+        let credentials = gate::credential_stop(&view, config_id).map(|s| s.message.clone());
+        bail!("{}", RotateError::Cooldown { until, cooldown: cfg.mint_cooldown, refused: false, credentials });
+    }
+    Ok(())
 }

@@ -15,20 +15,25 @@
 
 mod rotate;
 mod run;
+mod startup;
+mod status;
 mod verify;
+mod view;
 
 use std::sync::Mutex;
 use std::time::Duration;
 
-use chrono::{DateTime, FixedOffset, Utc};
+use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
 
 pub use run::run;
+pub use status::{Live, RotateError, Suspicion};
+pub use view::{TokenSummary, View};
 
 use crate::alerts;
 use crate::clock::SharedClock;
 use crate::config::Config;
-use crate::dhan::{DhanClient, DhanError, IpStatus, Minted};
+use crate::dhan::{DhanClient, DhanError, Minted};
 use crate::ist;
 use crate::metrics::Metrics;
 use crate::policy::PolicyConfig;
@@ -43,141 +48,22 @@ pub use crate::planner::MAX_NAP;
 /// token every trading program holds.
 pub const REPROBES: u32 = 2;
 
-/// Why no new token came out of an attempt.
-#[derive(Debug, thiserror::Error)]
-pub enum RotateError {
-    /// Inside Dhan's mint window (one mint per `cooldown`, counted from the last attempt).
-    #[error(
-        "Dhan allows one new token every {} counted from the last attempt{}; the next one can be minted at {}{}",
-        humantime::format_duration(*.cooldown),
-        if *.refused { " (Dhan just refused one, which restarts the window)" } else { "" },
-        ist::human_secs(&ist::to_ist(.until)),
-        .credentials.as_ref().map(|m| format!(". The last attempt failed: Dhan refused the credentials ({m}); fix them first")).unwrap_or_default()
-    )]
-    Cooldown {
-        /// When minting is allowed again.
-        until: DateTime<Utc>,
-        /// The configured window.
-        cooldown: Duration,
-        /// Dhan refused the attempt (rather than the daemon holding it back).
-        refused: bool,
-        /// Dhan's words when the last attempt was refused for its credentials.
-        credentials: Option<String>,
-    },
-    /// Dhan refused the credentials earlier; automatic minting is stopped until they change.
-    #[error(
-        "automatic minting is stopped: Dhan refused the credentials at {} ({message}). Fix pin, totp_secret or \
-         client_id in the config (the stop lifts when they change), or press Refresh / run `dhan-keeper refresh` to try once more",
-        ist::human(at)
-    )]
-    CredentialsStopped {
-        /// When Dhan refused them.
-        at: DateTime<FixedOffset>,
-        /// Dhan's words.
-        message: String,
-    },
-    /// Consent mode: a human has to log in.
-    #[error("consent mode needs you to log in through the link")]
-    NeedsLogin,
-    /// Dhan rejected the current token once; it is being re-checked before anything is replaced.
-    #[error("Dhan rejected the current token once; checking it again before replacing it")]
-    Suspect,
-    /// Dhan refused or failed.
-    #[error("{0}")]
-    Dhan(#[from] DhanError),
-    /// Dhan issued a token for another account.
-    #[error("Dhan issued a token for client {issued_for}, not {expected}; check client_id in the config")]
-    WrongClient {
-        /// Whose token it is.
-        issued_for: String,
-        /// The configured client id.
-        expected: String,
-    },
-}
-
-impl RotateError {
-    /// A short label for metrics.
-    pub fn reason(&self) -> &'static str {
-        match self {
-            RotateError::Cooldown { .. } => "cooldown",
-            RotateError::CredentialsStopped { .. } => "credentials_stopped",
-            RotateError::NeedsLogin => "needs_login",
-            RotateError::Suspect => "suspect",
-            RotateError::Dhan(e) => e.reason(),
-            RotateError::WrongClient { .. } => "wrong_client",
-        }
-    }
-}
-
-/// A rejection of a token that should be alive, not yet confirmed.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Suspicion {
-    /// Rejections in a row so far.
-    pub rejections: u32,
-    /// When the first one came.
-    pub first_at: DateTime<Utc>,
-    /// When the last probe was made.
-    pub last_at: DateTime<Utc>,
-    /// Dhan's words.
-    pub message: String,
-}
-
-/// What the daemon knows right now but does not persist.
-#[derive(Debug, Clone, Default)]
-pub struct Live {
-    /// Failed attempts in a row.
-    pub failures: u32,
-    /// When the last one failed.
-    pub last_failure_at: Option<DateTime<Utc>>,
-    /// Why, in plain words.
-    pub last_error: Option<String>,
-    /// Whether the failure alert for this streak went out.
-    pub failure_alerted: bool,
-    /// RenewToken refused the token that expires at this instant.
-    pub renew_refused_for: Option<DateTime<FixedOffset>>,
-    /// Dhan rejects the current token although it should be alive (confirmed by re-probes).
-    pub revoked: bool,
-    /// Dhan rejected the current token, not yet confirmed.
-    pub suspect: Option<Suspicion>,
-    /// Outcome of the last call to Dhan's api host.
-    pub dhan_reachable: Option<bool>,
-    /// When the token was last checked with `/v2/profile`.
-    pub last_verify: Option<DateTime<Utc>>,
-    /// When the loop plans to rotate next.
-    pub next_rotation: Option<DateTime<Utc>>,
-    /// When the next alert is due.
-    pub next_alert: Option<DateTime<Utc>>,
-    /// The current token is not on disk (a write failed); retried every pass of the loop.
-    pub unsaved: bool,
-    /// What `GET /v2/ip/getIP` said last (or why it could not be asked).
-    pub ip: Option<Result<IpStatus, String>>,
-    /// When it was asked.
-    pub ip_checked_at: Option<DateTime<Utc>>,
-    /// The token (by expiry) for which "the next attempt comes after expiry" was already said.
-    pub gap_alerted_for: Option<DateTime<FixedOffset>>,
-}
-
-/// Owns the token and everything that may replace it.
+/// Owns the token and everything that may replace it. Its fields are private: the rest of the
+/// program talks to it through intents (`rotate`, `set_paused`, `install_pasted`,
+/// `consume_token_id`, `account`, `login_url`, …) and reads it through one consistent
+/// [`view`](Keeper::view).
 #[derive(Debug)]
 pub struct Keeper {
-    /// The configuration.
-    pub cfg: Config,
-    /// The policy settings derived from it.
-    pub policy: PolicyConfig,
-    /// Dhan.
-    pub dhan: DhanClient,
-    /// The token file.
-    pub store: TokenStore,
-    /// The wall clock.
-    pub clock: SharedClock,
-    /// Persisted daemon state.
-    pub state: StateFile,
-    /// Telegram's outgoing queue.
-    pub outbox: Outbox,
-    /// Counters.
-    pub metrics: Metrics,
-    /// `GET /events`: every accepted token is announced there.
-    pub events: crate::events::Events,
+    cfg: Config,
+    policy: PolicyConfig,
+    dhan: DhanClient,
+    store: TokenStore,
+    clock: SharedClock,
+    state: StateFile,
+    outbox: Outbox,
+    metrics: Metrics,
+    events: crate::events::Events,
+    tasks: tokio_util::task::TaskTracker,
     token: Mutex<Option<Token>>,
     live: Mutex<Live>,
     work: tokio::sync::Mutex<()>,
@@ -207,11 +93,64 @@ impl Keeper {
             outbox,
             metrics: Metrics::default(),
             events: crate::events::Events::default(),
+            tasks: tokio_util::task::TaskTracker::new(),
             token: Mutex::new(token),
             live: Mutex::new(Live::default()),
             work: tokio::sync::Mutex::new(()),
             wake: Notify::new(),
         }
+    }
+
+    /// The configuration it runs with (read-only).
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// Now, by the keeper's clock (the one every decision uses).
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    /// The token file's path.
+    pub fn token_path(&self) -> &std::path::Path {
+        self.store.path()
+    }
+
+    /// The `/events` hub every accepted token is announced on.
+    pub fn events(&self) -> &crate::events::Events {
+        &self.events
+    }
+
+    /// The tasks the keeper spawned (the hook); `app` waits for them, with a bound, at shutdown.
+    pub fn tasks(&self) -> &tokio_util::task::TaskTracker {
+        &self.tasks
+    }
+
+    /// The Prometheus text for `/metrics`.
+    pub fn render_metrics(&self) -> String {
+        let expires = self.usable_token().map(|t| t.expires_at.timestamp());
+        let failures = self.outbox.failures.load(std::sync::atomic::Ordering::Relaxed);
+        self.metrics.render(expires, self.clock.now().timestamp(), failures)
+    }
+
+    /// The next Telegram update id to ask for (persisted).
+    pub fn telegram_offset(&self) -> i64 {
+        self.state.get().telegram_offset
+    }
+
+    /// Persists the next Telegram update id, before the updates are handled.
+    pub fn save_telegram_offset(&self, offset: i64) {
+        self.state.update(|s| s.telegram_offset = offset);
+    }
+
+    /// The TOTP code current now, when a TOTP secret is configured (the consent flow's button).
+    pub fn totp_now(&self) -> Option<crate::totp::Code> {
+        self.cfg.totp_secret.as_ref().map(|t| t.code_at(self.clock.now()))
+    }
+
+    /// The credential stop that applies to this config, if any.
+    pub fn credential_stop(&self) -> Option<crate::state::CredentialStop> {
+        crate::gate::credential_stop(&self.state.get(), &self.cfg.credentials_id()).cloned()
     }
 
     /// The current token, if any.
@@ -264,16 +203,7 @@ impl Keeper {
     /// The one place a new token is taken in. Callers hold `work`.
     fn accept(&self, minted: Minted, source: TokenSource, why: &str) -> Result<Token, RotateError> {
         let now = self.clock.now();
-        if let Some(other) = minted.client_id.as_deref().filter(|c| *c != self.cfg.client_id) {
-            return Err(RotateError::WrongClient {
-                issued_for: other.to_string(),
-                expected: self.cfg.client_id.clone(),
-            });
-        }
-        let token = Token::from_minted(minted, source, now);
-        if token.is_expired(now) {
-            return Err(RotateError::Dhan(DhanError::AuthFailed { message: "the token has already expired".into() }));
-        }
+        let token = Token::accept(minted, &self.cfg.client_id, source, now)?;
         let replaced_web_token = self.token().filter(|old| !old.is_expired(now)).is_some_and(|old| is_web_token(&old))
             && !is_web_token(&token);
         // Dhan has issued it, so the previous token is already dead: whatever the disk says, this
@@ -371,7 +301,7 @@ impl Keeper {
         let chat = self.alert_chat();
         let failures = std::sync::Arc::clone(&self.metrics.hook_failures);
         let secrets = crate::hook::secrets_of(&self.cfg);
-        tokio::spawn(async move {
+        self.tasks.spawn(async move {
             match crate::hook::run(&argv, &token, &client_id, timeout, &secrets).await {
                 Ok(()) => tracing::info!("on_refresh command finished"),
                 Err(e) => {
@@ -395,7 +325,10 @@ impl Keeper {
         self.state.update(|s| s.last_attempt = Some(Attempt { at: ist::to_ist(&now), ok: false, what: text.clone() }));
         let credentials = matches!(e, RotateError::Dhan(DhanError::BadCredentials { .. }));
         let hopeless = matches!(e, RotateError::Dhan(d) if !d.is_transient())
-            || matches!(e, RotateError::WrongClient { .. } | RotateError::CredentialsStopped { .. });
+            || matches!(
+                e,
+                RotateError::Refused(_) | RotateError::NotConfigured(_) | RotateError::CredentialsStopped { .. }
+            );
         let mut alert = false;
         self.set_live(|l| {
             l.failures += 1;

@@ -117,9 +117,7 @@ impl Keeper {
     /// Consent mode, step 3: exchange a pasted tokenId for a token.
     pub async fn consume_token_id(&self, token_id: &str) -> Result<Token, RotateError> {
         let (Some(key), Some(secret)) = (&self.cfg.api_key, &self.cfg.api_secret) else {
-            return Err(RotateError::Dhan(DhanError::Rejected {
-                message: "a tokenId needs api_key and api_secret in the config".into(),
-            }));
+            return Err(RotateError::NotConfigured("a tokenId needs api_key and api_secret in the config"));
         };
         let _guard = self.work.lock().await;
         let minted = self.dhan.consume_consent(token_id, key, secret).await?;
@@ -146,11 +144,9 @@ impl Keeper {
     }
 
     /// Consent mode: a fresh login link (generates a consent at Dhan).
-    pub async fn login_url(&self) -> Result<String, DhanError> {
+    pub async fn login_url(&self) -> Result<String, RotateError> {
         let (Some(key), Some(secret)) = (&self.cfg.api_key, &self.cfg.api_secret) else {
-            return Err(DhanError::Rejected {
-                message: "the consent flow needs api_key and api_secret in the config".into(),
-            });
+            return Err(RotateError::NotConfigured("the consent flow needs api_key and api_secret in the config"));
         };
         let consent = self.dhan.generate_consent(key, secret).await?;
         Ok(self.dhan.consent_login_url(&consent).to_string())

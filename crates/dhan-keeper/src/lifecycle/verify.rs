@@ -154,12 +154,10 @@ impl Keeper {
         self.alert(alerts::orders_refused(s), vec![]);
     }
 
-    /// Funds, holdings and positions for `/account`. A rejection of the token counts towards
-    /// revocation like any other.
-    pub async fn account(&self) -> Result<(FundLimit, Vec<Holding>, Vec<Position>), DhanError> {
-        let Some(token) = self.usable_token() else {
-            return Err(DhanError::AuthFailed { message: "no valid token".into() });
-        };
+    /// Funds, holdings and positions for `/account`; `None` without a usable token. A rejection
+    /// of the token counts towards revocation like any other.
+    pub async fn account(&self) -> Option<Result<(FundLimit, Vec<Holding>, Vec<Position>), DhanError>> {
+        let token = self.usable_token()?;
         let t = &token.access_token;
         let (funds, holdings, positions) =
             tokio::join!(self.dhan.fund_limit(t), self.dhan.holdings(t), self.dhan.positions(t));
@@ -167,6 +165,6 @@ impl Keeper {
         if let Err(DhanError::AuthFailed { message }) = &result {
             self.note_rejection(&token, message);
         }
-        result
+        Some(result)
     }
 }

@@ -5,7 +5,14 @@
 //! handled, so a restart, even after kill -9, never handles an update twice; the next `getUpdates` confirms it
 //! to Telegram as well. Failures back off with jitter up to a minute (429 waits `retry_after`);
 //! a 409 means another process polls this bot and is reported as such; an update that does not
-//! decode is skipped, and a handler that fails is logged: nothing stops the poller but shutdown.
+//! decode is skipped. Handlers run as tracked tasks (shutdown waits for them, with a bound), and
+//! the next long poll waits up to [`ANSWER_FIRST`] for this batch's handlers, so a quick reply
+//! goes out before the next `getUpdates` is written.
+//!
+//! A handler that panics: the release build has `panic = "abort"`, so the process stops (no
+//! half-handled state lives on; the service manager restarts it, and the saved offset keeps the
+//! update from being handled again). Handlers are written not to panic on any input (the property
+//! tests feed them arbitrary updates); debug builds log a panicking handler and go on.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -14,6 +21,9 @@ use frankenstein::types::BotCommand;
 use tokio_util::sync::CancellationToken;
 
 use super::client::{BotClient, LONG_POLL, TgError};
+
+/// How long the next long poll waits for the handlers of the batch before it.
+pub const ANSWER_FIRST: std::time::Duration = std::time::Duration::from_millis(250);
 use super::outbox::retry_delay;
 use super::types::{Update, User};
 
@@ -55,6 +65,7 @@ pub async fn poll<H, Fut>(
     mut offset: i64,
     save_offset: impl Fn(i64),
     handler: Arc<H>,
+    tasks: &tokio_util::task::TaskTracker,
     shutdown: &CancellationToken,
 ) where
     H: Fn(Update) -> Fut + Send + Sync + 'static,
@@ -107,18 +118,42 @@ pub async fn poll<H, Fut>(
         if !fresh.is_empty() {
             save_offset(offset);
         }
+        let mut batch = Vec::with_capacity(fresh.len());
         for (id, raw) in fresh {
             match BotClient::decode(raw) {
                 Ok(update) => {
                     let handler = Arc::clone(&handler);
-                    let task = tokio::spawn(async move { handler(update).await });
-                    tokio::spawn(async move {
-                        if let Err(e) = task.await {
-                            tracing::error!(update_id = id, error = %e, "an update handler failed; polling continues");
-                        }
-                    });
+                    batch.push((id, tasks.spawn(async move { handler(update).await })));
                 }
                 Err(e) => tracing::warn!(update_id = id, error = %e, "skipped an update that does not decode"),
+            }
+        }
+        answer_first(batch, tasks).await;
+    }
+}
+
+/// A batch larger than this is a flood (strangers, a backlog after an outage): its handlers run
+/// side by side and the poller does not wait for them.
+const ANSWER_FIRST_MAX_BATCH: usize = 8;
+
+/// Waits up to [`ANSWER_FIRST`] for a small batch's handlers, so a reply is on its way before
+/// the next long poll; the slow ones (an `/account` asking Dhan) go on as tracked tasks.
+async fn answer_first(batch: Vec<(i64, tokio::task::JoinHandle<()>)>, tasks: &tokio_util::task::TaskTracker) {
+    let deadline = if batch.len() <= ANSWER_FIRST_MAX_BATCH {
+        tokio::time::Instant::now() + ANSWER_FIRST
+    } else {
+        tokio::time::Instant::now()
+    };
+    for (id, mut handle) in batch {
+        match tokio::time::timeout_at(deadline, &mut handle).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(update_id = id, error = %e, "an update handler failed; polling continues"),
+            Err(_) => {
+                tasks.spawn(async move {
+                    if let Err(e) = handle.await {
+                        tracing::error!(update_id = id, error = %e, "an update handler failed; polling continues");
+                    }
+                });
             }
         }
     }

@@ -63,7 +63,36 @@ pub struct Token {
     pub source: Option<TokenSource>,
 }
 
+/// Why a token Dhan issued is not taken in. Neither is Dhan's error: the token was issued fine.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refused {
+    /// It opens another account than the configured one.
+    #[error("Dhan issued a token for client {issued_for}, not {expected}; check client_id in the config")]
+    WrongClient {
+        /// Whose token it is.
+        issued_for: String,
+        /// The configured client id.
+        expected: String,
+    },
+    /// It had already expired when it arrived.
+    #[error("the token had already expired when it arrived (is this machine's clock right? dhan-keeper check)")]
+    AlreadyExpired,
+}
+
 impl Token {
+    /// The one check every new token passes, whichever way it came (the daemon, `refresh`, the
+    /// demo): it is for `expected_client` (when Dhan says whose it is) and still alive at `now`.
+    pub fn accept(m: Minted, expected_client: &str, source: TokenSource, now: DateTime<Utc>) -> Result<Self, Refused> {
+        if let Some(other) = m.client_id.as_deref().filter(|c| *c != expected_client) {
+            return Err(Refused::WrongClient { issued_for: other.to_string(), expected: expected_client.to_string() });
+        }
+        let token = Self::from_minted(m, source, now);
+        if token.is_expired(now) {
+            return Err(Refused::AlreadyExpired);
+        }
+        Ok(token)
+    }
+
     /// A token Dhan just issued, obtained at `now`.
     pub fn from_minted(m: Minted, source: TokenSource, now: DateTime<Utc>) -> Self {
         Self {

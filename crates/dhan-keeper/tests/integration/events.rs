@@ -268,11 +268,11 @@ async fn a_reader_that_stops_reading_never_blocks_the_keeper_and_is_told_to_resy
     let token = keeper.usable_token().expect("token");
     let t = Instant::now();
     for _ in 0..20_000 {
-        keeper.events.publish(&token, "1000000001");
+        keeper.events().publish(&token, "1000000001");
     }
     let publishing = t.elapsed();
     let last_synthetic: u64 =
-        keeper.events.latest_id().rsplit('-').next().and_then(|g| g.parse().ok()).expect("latest id");
+        keeper.events().latest_id().rsplit('-').next().and_then(|g| g.parse().ok()).expect("latest id");
     assert!(publishing < Duration::from_secs(2), "publishing 20000 events took {publishing:?}");
 
     // A real rotation goes through while the stalled reader still holds its stream.

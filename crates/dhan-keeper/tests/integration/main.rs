@@ -17,3 +17,4 @@ mod lifecycle;
 mod real_dhan;
 mod security;
 mod store;
+mod virtual_time;
