@@ -47,6 +47,8 @@ enum Command {
         #[command(flatten)]
         file: TokenFileArg,
     },
+    /// List the accounts the config describes (labels, client ids, token files), no network.
+    Accounts,
     /// Write a private (0600) config template to --config [default: ./dhan_config.json]. Never
     /// overwrites.
     Init,
@@ -153,6 +155,10 @@ fn main() -> ExitCode {
             }
         }
         Command::Init => cli::init(args.config.as_deref()),
+        Command::Accounts => match Config::load_accounts(args.config) {
+            Ok(accounts) => cli::accounts(&accounts),
+            Err(e) => config_error(e),
+        },
         Command::Status { json, file } => match target(file, args.config) {
             Ok(t) => cli::status(&t, &SystemClock, json),
             Err(code) => code,
@@ -169,13 +175,15 @@ fn main() -> ExitCode {
 }
 
 fn load(path: Option<PathBuf>) -> Result<Config, ExitCode> {
-    Config::load(path).map_err(|e| {
-        eprintln!("error: {e}");
-        match e {
-            ConfigError::Unreadable { .. } => ExitCode::FAILURE,
-            _ => ExitCode::from(2),
-        }
-    })
+    Config::load(path).map_err(config_error)
+}
+
+fn config_error(e: ConfigError) -> ExitCode {
+    eprintln!("error: {e}");
+    match e {
+        ConfigError::Unreadable { .. } => ExitCode::FAILURE,
+        _ => ExitCode::from(2),
+    }
 }
 
 /// The token file `status`/`token` look at: `--token-file` as given, else the config's.

@@ -11,6 +11,8 @@ pub(crate) fn describe(chain: &str, is_connect: bool) -> String {
     let has = |needles: &[&str]| needles.iter().any(|n| lower.contains(n));
     if has(&["dns error", "failed to lookup", "name or service not known", "no such host", "nodename nor servname"]) {
         "the host name could not be looked up (DNS); check the internet connection".into()
+    } else if has(&["cannot assign requested address", "address not available", "can't assign requested address"]) {
+        "this machine does not have the address `bind_address` asks calls to leave from (see: ip -brief address)".into()
     } else if has(&["connection refused"]) {
         "the connection was refused (nothing is listening there)".into()
     } else if has(&["certificate", "tls", "handshake"]) {
@@ -62,6 +64,12 @@ mod tests {
             ("error sending request: client error (Connect): dns error: failed to lookup address", true, "DNS"),
             ("error sending request: connection reset by peer (os error 104)", false, "cut off (reset)"),
             ("error sending request: invalid peer certificate: UnknownIssuer", true, "TLS"),
+            (
+                "error sending request: client error (Connect): tcp bind local error: Cannot assign requested address \
+                 (os error 99)",
+                true,
+                "does not have the address `bind_address`",
+            ),
             ("something new", true, "could not connect"),
             ("something new", false, "the connection failed"),
         ];

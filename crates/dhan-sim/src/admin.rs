@@ -39,10 +39,15 @@ async fn state(State(s): State<Arc<Shared>>) -> Response {
         json!({
             "now": now.to_rfc3339(),
             "calls": st.calls,
-            "mints": st.mint_count,
-            "issued": st.issued_count,
+            "mints": st.total_mints(),
+            "issued": st.total_issued(),
             "has_active_token": st.active_token(now).is_some(),
             "client_id": st.config.client_id,
+            "clients": st.clients().map(|c| json!({
+                "client_id": c.config.client_id,
+                "mints": c.mint_count,
+                "has_active_token": c.active_token(now).is_some(),
+            })).collect::<Vec<_>>(),
         }),
     ))
 }
@@ -113,13 +118,13 @@ struct Login {
 }
 
 async fn login(State(s): State<Arc<Shared>>, Query(l): Query<Login>) -> Response {
-    match s.lock().login(&l.consent_app_id) {
+    match s.lock().by_consent(&l.consent_app_id).login(&l.consent_app_id) {
         Some(callback) => reply((200, json!({"callback_url": callback}))),
         None => reply((400, json!({"error": "unknown or already used consentAppId"}))),
     }
 }
 
 async fn reset_cooldown(State(s): State<Arc<Shared>>) -> Response {
-    s.lock().reset_cooldown();
+    s.lock().reset_all_cooldowns();
     reply((200, json!({"ok": true})))
 }

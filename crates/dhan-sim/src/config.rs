@@ -81,6 +81,58 @@ impl Default for StaticIp {
     }
 }
 
+/// Another Dhan client the same simulator serves: Dhan is one pair of hosts for every client,
+/// and a family's accounts (each its own client id, PIN, TOTP secret, API key, static IP) all
+/// talk to it. Each client has its own tokens, mint window, consents, rate limit and account
+/// data; the behaviour knobs of [`SimConfig`] apply to all of them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SimClient {
+    /// The client id.
+    pub client_id: String,
+    /// Its PIN.
+    pub pin: String,
+    /// Its TOTP secret, base32.
+    pub totp_secret: String,
+    /// API key (`app_id`).
+    pub api_key: String,
+    /// API secret (`app_secret`).
+    pub api_secret: String,
+    /// Account holder's name.
+    pub client_name: String,
+    /// Its static IP setup (`GET /v2/ip/getIP`).
+    pub static_ip: StaticIp,
+}
+
+impl SimClient {
+    /// A client with this id and credentials derived from it (PIN `654321`, API key
+    /// `sim-api-key-<id>`, secret `sim-api-secret-<id>`), the default TOTP secret and static IP;
+    /// change any field before starting.
+    pub fn new(client_id: &str) -> Self {
+        Self {
+            client_id: client_id.into(),
+            api_key: format!("sim-api-key-{client_id}"),
+            api_secret: format!("sim-api-secret-{client_id}"),
+            ..Self::default()
+        }
+    }
+}
+
+impl Default for SimClient {
+    fn default() -> Self {
+        let id = "1000000002";
+        Self {
+            client_id: id.into(),
+            pin: "654321".into(),
+            totp_secret: "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP".into(),
+            api_key: format!("sim-api-key-{id}"),
+            api_secret: format!("sim-api-secret-{id}"),
+            client_name: "SIM FAMILY MEMBER".into(),
+            static_ip: StaticIp::default(),
+        }
+    }
+}
+
 /// Simulator settings. [`SimConfig::default`] is a plausible account with Dhan's real limits.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
@@ -132,6 +184,8 @@ pub struct SimConfig {
     /// The message `GET /v2/ip/getIP` answers with (`200 [{"message","status":"ERROR"}]`) when
     /// no static IP is set.
     pub ip_error_message: String,
+    /// Further clients this simulator serves beside the one above (read when it starts).
+    pub extra_clients: Vec<SimClient>,
 }
 
 impl Default for SimConfig {
@@ -159,6 +213,7 @@ impl Default for SimConfig {
             reject_json_content_type: true,
             mint_check_order: DEFAULT_MINT_CHECK_ORDER.to_vec(),
             ip_error_message: "Static IP is not configured for this client".into(),
+            extra_clients: Vec::new(),
         }
     }
 }

@@ -29,7 +29,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio_util::sync::CancellationToken;
 
-pub use config::{Account, MintCheck, RenewApp, SimConfig, StaticIp, Superseded};
+pub use config::{Account, MintCheck, RenewApp, SimClient, SimConfig, StaticIp, Superseded};
 pub use faults::{Fault, TokenRejection};
 pub use telegram::{CallbackAnswer, TelegramSim, TgError};
 
@@ -137,14 +137,14 @@ impl DhanSim {
         self.shared.lock().calls.values().sum()
     }
 
-    /// Successful `generateAccessToken` calls.
+    /// Successful `generateAccessToken` calls, every client together.
     pub fn mints(&self) -> u64 {
-        self.shared.lock().mint_count
+        self.shared.lock().total_mints()
     }
 
-    /// Tokens issued to callers by any route.
+    /// Tokens issued to callers by any route, every client together.
     pub fn issued(&self) -> u64 {
-        self.shared.lock().issued_count
+        self.shared.lock().total_issued()
     }
 
     /// The token that works right now, if any.
@@ -180,9 +180,9 @@ impl DhanSim {
         self.shared.lock().expire_active(now);
     }
 
-    /// Lets the next mint through regardless of the cooldown.
+    /// Lets the next mint of every client through regardless of the cooldown.
     pub fn reset_cooldown(&self) {
-        self.shared.lock().reset_cooldown();
+        self.shared.lock().reset_all_cooldowns();
     }
 
     /// Runs the simulator's clock `offset` ahead of the real one.
@@ -196,9 +196,61 @@ impl DhanSim {
         self.shared.lock().totp_now(now)
     }
 
-    /// The human login step: approves `consent_id` and returns the callback URL with `tokenId`.
+    /// The human login step: approves `consent_id` (of any client) and returns the callback URL
+    /// with `tokenId`.
     pub fn login(&self, consent_id: &str) -> Option<String> {
-        self.shared.lock().login(consent_id)
+        self.shared.lock().by_consent(consent_id).login(consent_id)
+    }
+
+    /// The client ids this simulator serves: [`SimConfig::client_id`], then
+    /// [`SimConfig::extra_clients`].
+    pub fn client_ids(&self) -> Vec<String> {
+        self.shared.lock().clients().map(|c| c.config.client_id.clone()).collect()
+    }
+
+    /// Successful `generateAccessToken` calls of one client (0 for an unknown one).
+    pub fn mints_for(&self, client_id: &str) -> u64 {
+        self.shared.lock().client(client_id).map_or(0, |c| c.mint_count)
+    }
+
+    /// The token that works right now for one client, if any.
+    pub fn active_token_for(&self, client_id: &str) -> Option<String> {
+        let now = self.shared.clock.now();
+        self.shared.lock().client(client_id).and_then(|c| c.active_token(now))
+    }
+
+    /// The TOTP code the simulator expects now from one client, and its seconds left.
+    pub fn totp_now_for(&self, client_id: &str) -> Option<(String, u64)> {
+        let now = self.shared.clock.now();
+        self.shared.lock().client(client_id).and_then(|c| c.totp_now(now))
+    }
+
+    /// Someone minted a token for this client elsewhere: its current token stops working.
+    /// Returns false for a client the simulator does not serve.
+    pub fn mint_elsewhere_for(&self, client_id: &str) -> bool {
+        let now = self.shared.clock.now();
+        self.with_client(client_id, |c| c.mint_elsewhere(now))
+    }
+
+    /// This client's active token expires now. False for an unknown client.
+    pub fn expire_active_for(&self, client_id: &str) -> bool {
+        let now = self.shared.clock.now();
+        self.with_client(client_id, |c| c.expire_active(now))
+    }
+
+    /// Replaces one client's account data (its static IP included). False for an unknown client.
+    pub fn set_account_for(&self, client_id: &str, account: Account) -> bool {
+        self.with_client(client_id, |c| c.account = account)
+    }
+
+    fn with_client(&self, client_id: &str, f: impl FnOnce(&mut state::SimState)) -> bool {
+        let mut st = self.shared.lock();
+        let c = st.client_mut(Some(client_id));
+        let found = c.config.client_id == client_id;
+        if found {
+            f(c);
+        }
+        found
     }
 }
 

@@ -48,6 +48,7 @@ async fn generate_access_token(State(s): State<Arc<Shared>>, Query(q): Params, h
     let now = s.clock.now();
     let json_content_type = header(&h, "content-type").is_some_and(|v| v.to_ascii_lowercase().contains("json"));
     let mut st = s.lock();
+    let st = st.client_mut(q.get("dhanClientId").map(String::as_str));
     reply(st.generate_access_token(
         q.get("dhanClientId").map(String::as_str),
         q.get("pin").map(String::as_str),
@@ -59,7 +60,8 @@ async fn generate_access_token(State(s): State<Arc<Shared>>, Query(q): Params, h
 
 async fn get_ip(State(s): State<Arc<Shared>>, h: HeaderMap, ConnectInfo(peer): ConnectInfo<SocketAddr>) -> Response {
     let now = s.clock.now();
-    let st = s.lock();
+    let mut st = s.lock();
+    let st = st.by_token(header(&h, "access-token"));
     if let Err(why) = st.check_token(header(&h, "access-token"), now) {
         return reply(st.token_refusal(why));
     }
@@ -68,7 +70,8 @@ async fn get_ip(State(s): State<Arc<Shared>>, h: HeaderMap, ConnectInfo(peer): C
 
 async fn generate_consent(State(s): State<Arc<Shared>>, Query(q): Params, h: HeaderMap) -> Response {
     let now = s.clock.now();
-    reply(s.lock().generate_consent(
+    let mut st = s.lock();
+    reply(st.client_mut(q.get("client_id").map(String::as_str)).generate_consent(
         q.get("client_id").map(String::as_str),
         header(&h, "app_id"),
         header(&h, "app_secret"),
@@ -77,7 +80,7 @@ async fn generate_consent(State(s): State<Arc<Shared>>, Query(q): Params, h: Hea
 }
 
 async fn login(State(s): State<Arc<Shared>>, Query(q): Params) -> Response {
-    let target = q.get("consentAppId").and_then(|id| s.lock().login(id));
+    let target = q.get("consentAppId").and_then(|id| s.lock().by_consent(id).login(id));
     match target {
         Some(location) => (StatusCode::FOUND, [(header::LOCATION, location)]).into_response(),
         None => (
@@ -91,7 +94,8 @@ async fn login(State(s): State<Arc<Shared>>, Query(q): Params) -> Response {
 
 async fn consume(State(s): State<Arc<Shared>>, Query(q): Params, h: HeaderMap) -> Response {
     let now = s.clock.now();
-    reply(s.lock().consume_consent(
+    let mut st = s.lock();
+    reply(st.by_token_id(q.get("tokenId").map(String::as_str)).consume_consent(
         q.get("tokenId").map(String::as_str),
         header(&h, "app_id"),
         header(&h, "app_secret"),
@@ -101,7 +105,8 @@ async fn consume(State(s): State<Arc<Shared>>, Query(q): Params, h: HeaderMap) -
 
 async fn renew(State(s): State<Arc<Shared>>, h: HeaderMap) -> Response {
     let now = s.clock.now();
-    reply(s.lock().renew(header(&h, "access-token"), header(&h, "dhanClientId"), now))
+    let mut st = s.lock();
+    reply(st.by_token(header(&h, "access-token")).renew(header(&h, "access-token"), header(&h, "dhanClientId"), now))
 }
 
 async fn renew_post() -> Response {
@@ -111,6 +116,7 @@ async fn renew_post() -> Response {
 async fn account(State(s): State<Arc<Shared>>, uri: Uri, h: HeaderMap) -> Response {
     let now = s.clock.now();
     let mut st = s.lock();
+    let st = st.by_token(header(&h, "access-token"));
     let issued = match st.check_token(header(&h, "access-token"), now) {
         Ok(i) => i.clone(),
         Err(why) => return reply(st.token_refusal(why)),

@@ -107,7 +107,12 @@ async fn answer(app: Router, shared: &Shared, key: &str, req: Request<Incoming>)
                 tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
                 if counts_as_mint {
                     let now = shared.clock.now();
-                    shared.lock().count_mint_attempt(now);
+                    let client = req.uri().query().and_then(|q| {
+                        url::form_urlencoded::parse(q.as_bytes())
+                            .find(|(k, _)| k == "dhanClientId")
+                            .map(|(_, v)| v.into_owned())
+                    });
+                    shared.lock().client_mut(client.as_deref()).count_mint_attempt(now);
                 }
                 return Ok(with_date(shared, reply((status, body))));
             }

@@ -74,6 +74,7 @@ pub async fn check(cfg: &Config, clock: &dyn Clock) -> ExitCode {
     let store = TokenStore::new(&cfg.token_file);
     let (token, ok) = saved_token(&store, clock.now());
     failed |= !ok;
+    failed |= !bind(cfg);
     let client = match super::dhan_client(cfg) {
         Ok(c) => c,
         Err(e) => {
@@ -166,6 +167,23 @@ fn saved_token(store: &TokenStore, now: chrono::DateTime<chrono::Utc>) -> (Optio
         Err(e) => {
             println!("❌ Token file  {e}");
             (None, false)
+        }
+    }
+}
+
+/// This machine has the `bind_address` Dhan calls leave from (a UDP bind: nothing waits).
+fn bind(cfg: &Config) -> bool {
+    let Some(ip) = cfg.bind_address else {
+        return true;
+    };
+    match crate::dhan::bind_check(ip) {
+        Ok(()) => {
+            println!("✅ Bind        calls to Dhan leave from {ip}");
+            true
+        }
+        Err(e) => {
+            println!("❌ Bind        {e}");
+            false
         }
     }
 }

@@ -3,6 +3,7 @@
 //! Exit codes: 0 success, 1 the thing asked for is not there or failed (no token, expired, Dhan
 //! refused), 2 bad configuration or usage.
 
+mod accounts;
 mod calendar;
 mod check;
 mod fleet;
@@ -12,6 +13,7 @@ mod status;
 
 use std::process::ExitCode;
 
+pub use accounts::accounts;
 pub use calendar::calendar;
 pub use check::check;
 pub use fleet::fleet_status;
@@ -24,7 +26,13 @@ use crate::dhan::{DhanClient, DhanError};
 
 /// Builds the Dhan client the config describes.
 pub fn dhan_client(cfg: &Config) -> Result<DhanClient, DhanError> {
-    DhanClient::new(cfg.dhan_auth_url.clone(), cfg.dhan_api_url.clone(), cfg.client_id.clone(), cfg.dhan_timeout)
+    DhanClient::bound(
+        cfg.dhan_auth_url.clone(),
+        cfg.dhan_api_url.clone(),
+        cfg.client_id.clone(),
+        cfg.dhan_timeout,
+        cfg.bind_address,
+    )
 }
 
 /// `dhan-keeper totp`: the current code and its seconds left.

@@ -55,6 +55,30 @@ pub fn default_path() -> PathBuf {
 }
 
 pub(super) fn load(explicit: Option<PathBuf>, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+    let layers = read(explicit, env)?;
+    if layers.map.contains_key(super::accounts::ACCOUNTS_KEY) {
+        // A config with `accounts` is read by `load_accounts`; a command that works on one
+        // account gets it when there is exactly one.
+        return super::accounts::only_one(super::accounts::from_layers(layers)?);
+    }
+    single(layers)
+}
+
+/// The file (or environment) read and layered, not yet validated.
+pub(super) struct Layers {
+    /// Every top-level key, env overrides applied. `*_file` secrets are still files here.
+    pub(super) map: Map<String, Value>,
+    /// The file, when there was one.
+    pub(super) path: Option<PathBuf>,
+    /// Where relative paths in the config are resolved.
+    pub(super) base_dir: PathBuf,
+    /// "config file X" or "the DHAN_KEEPER_* environment", for error messages.
+    pub(super) origin: String,
+    /// Warnings so far (file permissions).
+    pub(super) warnings: Vec<String>,
+}
+
+pub(super) fn read(explicit: Option<PathBuf>, env: &dyn Fn(&str) -> Option<String>) -> Result<Layers, ConfigError> {
     let path = explicit
         .or_else(|| env("DHAN_KEEPER_CONFIG").filter(|p| !p.is_empty()).map(PathBuf::from))
         .unwrap_or_else(default_path);
@@ -67,6 +91,21 @@ pub(super) fn load(explicit: Option<PathBuf>, env: &dyn Fn(&str) -> Option<Strin
                     problems: vec![format!(
                         "`{key}` appears more than once; only the last would count, so keep exactly one"
                     )],
+                });
+            }
+            let dups = super::accounts::duplicate_keys_in_entries(&text);
+            if !dups.is_empty() {
+                return Err(ConfigError::Invalid {
+                    origin: format!("config file {}", path.display()),
+                    problems: dups
+                        .into_iter()
+                        .map(|(i, key)| {
+                            format!(
+                                "accounts[{i}]: `{key}` appears more than once; only the last would count, so keep \
+                                 exactly one"
+                            )
+                        })
+                        .collect(),
                 });
             }
             (parse_object(&path, &text)?, true)
@@ -84,14 +123,6 @@ pub(super) fn load(explicit: Option<PathBuf>, env: &dyn Fn(&str) -> Option<Strin
         warnings.push(w);
     }
     overlay_env(&mut map, env);
-    let mut problems = Vec::new();
-    read_secret_files(&mut map, &mut problems);
-    for key in map.keys() {
-        if !KNOWN_KEYS.contains(&key.as_str()) {
-            let hint = did_you_mean(key).map(|k| format!("did you mean `{k}`?")).unwrap_or("check the spelling".into());
-            warnings.push(format!("unknown key `{key}` in the config is ignored ({hint})"));
-        }
-    }
     let base_dir = if from_file {
         path.parent().map(Path::to_path_buf).filter(|p| !p.as_os_str().is_empty()).unwrap_or_else(|| PathBuf::from("."))
     } else {
@@ -99,15 +130,33 @@ pub(super) fn load(explicit: Option<PathBuf>, env: &dyn Fn(&str) -> Option<Strin
     };
     let origin =
         if from_file { format!("config file {}", path.display()) } else { "the DHAN_KEEPER_* environment".to_string() };
+    Ok(Layers { map, path: from_file.then_some(path), base_dir, origin, warnings })
+}
+
+/// A config without `accounts`: the keys at the top level are the one account.
+pub(super) fn single(layers: Layers) -> Result<Config, ConfigError> {
+    let Layers { mut map, path, base_dir, origin, mut warnings } = layers;
+    let mut problems = Vec::new();
+    read_secret_files(&mut map, &mut problems);
+    for key in map.keys() {
+        if !KNOWN_KEYS.contains(&key.as_str()) {
+            warnings.push(format!("unknown key `{key}` in the config is ignored ({})", hint(key, KNOWN_KEYS)));
+        }
+    }
     match validate::validate(&map, &base_dir, problems) {
         Ok(mut cfg) => {
-            cfg.path = from_file.then_some(path);
+            cfg.path = path;
             warnings.append(&mut cfg.warnings);
             cfg.warnings = warnings;
             Ok(cfg)
         }
         Err(problems) => Err(ConfigError::Invalid { origin, problems }),
     }
+}
+
+/// "did you mean `x`?" for the nearest of `known`, else "check the spelling".
+pub(super) fn hint(key: &str, known: &[&'static str]) -> String {
+    did_you_mean(key, known).map(|k| format!("did you mean `{k}`?")).unwrap_or("check the spelling".into())
 }
 
 /// The largest config file read.
@@ -173,10 +222,10 @@ fn python_hint(text: &str) -> &'static str {
     }
 }
 
-/// The known key closest to `key` by edit distance, if it is close enough to be a typo.
-fn did_you_mean(key: &str) -> Option<&'static str> {
+/// The key of `known` closest to `key` by edit distance, if it is close enough to be a typo.
+fn did_you_mean(key: &str, known: &[&'static str]) -> Option<&'static str> {
     let key = key.to_ascii_lowercase();
-    KNOWN_KEYS
+    known
         .iter()
         .map(|k| (edit_distance(&key, k), *k))
         .filter(|(d, k)| *d <= 2.max(k.len() / 4))
@@ -230,7 +279,7 @@ fn overlay_env(map: &mut Map<String, Value>, env: &dyn Fn(&str) -> Option<String
     }
 }
 
-fn read_secret_files(map: &mut Map<String, Value>, problems: &mut Vec<String>) {
+pub(super) fn read_secret_files(map: &mut Map<String, Value>, problems: &mut Vec<String>) {
     for key in SECRET_KEYS {
         let file_key = format!("{key}_file");
         let Some(v) = map.remove(&file_key) else {
@@ -285,7 +334,7 @@ mod tests {
             ("completely_unrelated_thing", None),
         ];
         for (typo, want) in table {
-            assert_eq!(did_you_mean(typo), want, "{typo}");
+            assert_eq!(did_you_mean(typo, KNOWN_KEYS), want, "{typo}");
         }
     }
 

@@ -6,11 +6,12 @@
 //! Validation reports every problem at once, each naming the key and the fix, and never echoes a
 //! secret value.
 
+mod accounts;
 mod fleet;
 mod load;
 mod validate;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,6 +23,7 @@ use crate::calendar::{Calendar, Segment, Segments};
 use crate::secret::Secret;
 use crate::totp::TotpSecret;
 
+pub use accounts::{ACCOUNT_KEYS, ACCOUNTS_KEY, AccountConfig, Accounts, Label};
 pub use fleet::FleetConfig;
 pub use load::{ConfigError, ENV_PREFIX, default_path};
 
@@ -61,6 +63,7 @@ pub const KNOWN_KEYS: &[&str] = &[
     "redis_url",
     "node_name",
     "fleet_key",
+    "bind_address",
 ];
 
 /// Keys that hold secrets: never echoed, and also readable from `<key>_file`.
@@ -194,6 +197,10 @@ pub struct Config {
     /// Redis coordination with other keepers (`redis_url`, `node_name`, `fleet_key`); `None`
     /// without `redis_url`: a single host, as before.
     pub fleet: Option<FleetConfig>,
+    /// The local IP address every call to Dhan leaves from (Dhan ties API orders to a static IP
+    /// per client, so family accounts on one server often have one address each); `None`: the
+    /// system's choice.
+    pub bind_address: Option<IpAddr>,
     /// Things worth telling the user that do not stop dhan-keeper.
     pub warnings: Vec<String>,
 }
@@ -208,6 +215,20 @@ impl Config {
     /// Loads with an injected environment, for tests.
     pub fn load_with_env(explicit: Option<PathBuf>, env: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         load::load(explicit, env)
+    }
+
+    /// Loads every account the config describes: the entries of `accounts`, or the top level as
+    /// one account labelled by its client id. Found as [`Config::load`] finds the file.
+    pub fn load_accounts(explicit: Option<PathBuf>) -> Result<Accounts, ConfigError> {
+        Self::load_accounts_with_env(explicit, &|k| std::env::var(k).ok())
+    }
+
+    /// [`Config::load_accounts`] with an injected environment, for tests.
+    pub fn load_accounts_with_env(
+        explicit: Option<PathBuf>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Accounts, ConfigError> {
+        accounts::from_layers(load::read(explicit, env)?)
     }
 
     /// Which way tokens are obtained.

@@ -179,6 +179,7 @@ pub(super) fn validate(
     let reprobe_after = r.duration("reprobe_after", Duration::from_secs(10));
     let hook_timeout = r.duration("hook_timeout", Duration::from_secs(30));
     let fleet = super::fleet::read(map, &mut r.problems, &mut r.warnings);
+    let bind_address = bind_address(&mut r);
     // A default never collides with a value the user set: an unset key of a related pair adapts
     // to the set one; only two values the user set can contradict each other.
     let (alert_before, final_alert_before) = ordered_pair(
@@ -268,6 +269,7 @@ pub(super) fn validate(
         token_file_mode,
         token_file_group,
         fleet,
+        bind_address,
         warnings: r.warnings,
     })
 }
@@ -514,6 +516,37 @@ fn http_listen(r: &mut Reader<'_>, allow_remote: bool, has_token: bool) -> Optio
             None
         }
     }
+}
+
+/// The local address Dhan calls leave from. Only its form is checked here; whether this machine
+/// has it is `check`'s question ([`crate::dhan::bind_check`]), since a config may be written on
+/// another machine.
+fn bind_address(r: &mut Reader<'_>) -> Option<IpAddr> {
+    let raw = r.text("bind_address")?;
+    let hint = "`bind_address` must be one IP address of this machine, without a port, like \"203.0.113.7\" (see: \
+                ip -brief address); Dhan calls for the account leave from it";
+    match raw.parse::<IpAddr>() {
+        Ok(ip) if ip.is_unspecified() => {
+            r.problem(format!("{hint}; {raw:?} means any address: leave `bind_address` out instead"));
+            None
+        }
+        Ok(ip) if ip.is_multicast() || ip == IpAddr::V4(Ipv4Addr::BROADCAST) => {
+            r.problem(format!("{hint}; {raw:?} is a multicast or broadcast address"));
+            None
+        }
+        Ok(ip) => Some(ip),
+        Err(_) => {
+            r.problem(format!("{hint}; got {:?}", crate::harden::sanitize(&raw, 60)));
+            None
+        }
+    }
+}
+
+/// An account's own `telegram_chat_id` (inside `accounts`), checked like the shared one.
+pub(super) fn account_chat_id(map: &Map<String, Value>) -> Result<Option<i64>, Vec<String>> {
+    let mut r = Reader { map, problems: Vec::new(), warnings: Vec::new() };
+    let id = r.chat_id("telegram_chat_id");
+    if r.problems.is_empty() { Ok(id) } else { Err(r.problems) }
 }
 
 /// A yes/no key: JSON `true`/`false` or the strings "true"/"false" (environment variables).

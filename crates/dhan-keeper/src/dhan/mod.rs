@@ -11,6 +11,7 @@ pub(crate) mod error;
 pub mod jwt;
 mod wire;
 
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, FixedOffset, Utc};
@@ -120,6 +121,7 @@ pub struct DhanClient {
     api_url: Url,
     client_id: String,
     timeout: Duration,
+    bind_address: Option<IpAddr>,
 }
 
 impl DhanClient {
@@ -130,14 +132,33 @@ impl DhanClient {
         client_id: impl Into<String>,
         timeout: Duration,
     ) -> Result<Self, DhanError> {
+        Self::bound(auth_url, api_url, client_id, timeout, None)
+    }
+
+    /// A client whose every call leaves from `bind_address` (the account's static IP), or from
+    /// the system's choice when `None`. Only destinations of the same family (IPv4 or IPv6) are
+    /// tried, so a call never slips out from another address.
+    pub fn bound(
+        auth_url: Url,
+        api_url: Url,
+        client_id: impl Into<String>,
+        timeout: Duration,
+        bind_address: Option<IpAddr>,
+    ) -> Result<Self, DhanError> {
         let http = reqwest::Client::builder()
             .user_agent(USER_AGENT)
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(10)))
             .redirect(reqwest::redirect::Policy::none())
+            .local_address(bind_address)
             .build()
             .map_err(|e| DhanError::Unreachable { what: "client setup", detail: e.without_url().to_string() })?;
-        Ok(Self { http, auth_url, api_url, client_id: client_id.into(), timeout })
+        Ok(Self { http, auth_url, api_url, client_id: client_id.into(), timeout, bind_address })
+    }
+
+    /// The local address calls leave from, when one is set.
+    pub fn bind_address(&self) -> Option<IpAddr> {
+        self.bind_address
     }
 
     /// The client id this client acts for.
@@ -339,7 +360,13 @@ impl DhanClient {
             return DhanError::Timeout { what, timeout: self.timeout };
         }
         // Plain words for the trader (the source chain goes to the debug log); never the URL.
-        let detail = crate::transport::describe_reqwest(&e.without_url());
+        let mut detail = crate::transport::describe_reqwest(&e.without_url());
+        if let Some(ip) = self.bind_address.filter(|_| detail.contains("`bind_address`")) {
+            detail = format!(
+                "this machine does not have the address {ip} that `bind_address` asks calls to leave from (see: ip \
+                 -brief address)"
+            );
+        }
         DhanError::Unreachable { what, detail }
     }
 
@@ -395,6 +422,19 @@ impl DhanClient {
             }
             _ => Err(api_error(status, body)),
         }
+    }
+}
+
+/// Whether this machine can send from `ip`: binds a UDP socket to it (nothing is sent, nothing
+/// waits). `Err` says why not, in words for the trader.
+pub fn bind_check(ip: IpAddr) -> Result<(), String> {
+    match std::net::UdpSocket::bind((ip, 0)) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrNotAvailable => Err(format!(
+            "bind_address {ip} is not an address of this machine, so calls to Dhan cannot leave from it; add it \
+             to a network interface or fix `bind_address` (see: ip -brief address)"
+        )),
+        Err(e) => Err(format!("cannot send from bind_address {ip}: {e}")),
     }
 }
 

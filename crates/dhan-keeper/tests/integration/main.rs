@@ -1,6 +1,7 @@
 //! One integration-test binary: the library's Dhan client and the real `dhan-keeper` binary,
 //! both against the simulators on 127.0.0.1, with real files in temp dirs.
 
+mod accounts;
 mod bot;
 mod calendar;
 mod cli;

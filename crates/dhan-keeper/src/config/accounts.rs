@@ -1,0 +1,615 @@
+//! Several Dhan accounts in one config: `"accounts": [ … ]`, each entry a complete account.
+//!
+//! Families keep several accounts (spouse, parents, an HUF). The top-level keys are the shared
+//! defaults (Telegram, HTTP, market hours, durations); each entry names its account with a
+//! `label` and brings its own credentials, and may override the handful of keys that can differ
+//! per account ([`ACCOUNT_KEYS`]). Each entry becomes a complete [`Config`], validated by the
+//! same rules as a single-account config, so an account behaves exactly like a config of its
+//! own. A config without `accounts` is one account labelled by its client id.
+//!
+//! Every problem in every account is reported at once: a problem of a shared key once, a
+//! problem of an account prefixed with `accounts[i] (label "x"):`.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use serde_json::Value;
+
+use super::load::{self, ConfigError, Layers};
+use super::{Config, KNOWN_KEYS, validate};
+
+/// The key that holds the list of accounts.
+pub const ACCOUNTS_KEY: &str = "accounts";
+
+/// The keys an entry of `accounts` may hold (secrets also as `<key>_file`). Every other known
+/// key is shared by all accounts and lives at the top level.
+pub const ACCOUNT_KEYS: &[&str] = &[
+    "label",
+    "client_id",
+    "pin",
+    "totp_secret",
+    "api_key",
+    "api_secret",
+    "token_file",
+    "on_refresh",
+    "refresh_before",
+    "alert_before",
+    "final_alert_before",
+    "dhan_auth_url",
+    "dhan_api_url",
+    "telegram_chat_id",
+    "bind_address",
+    "pin_file",
+    "totp_secret_file",
+    "api_key_file",
+    "api_secret_file",
+];
+
+/// Keys that say whose account it is: with `accounts`, they belong inside each entry.
+const PER_ACCOUNT_ONLY: &[&str] = &["client_id", "pin", "totp_secret", "api_key", "api_secret", "token_file"];
+
+/// How the trader names an account in chat and on the command line: `[a-z0-9_-]{1,16}`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Label(String);
+
+impl Label {
+    /// The longest label.
+    pub const MAX_LEN: usize = 16;
+
+    /// A label as the trader wrote it, or why it is not one.
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let ok = !raw.is_empty()
+            && raw.len() <= Self::MAX_LEN
+            && raw.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+        if ok {
+            Ok(Self(raw.to_string()))
+        } else {
+            Err(format!(
+                "`label` must be 1 to 16 characters of a-z, 0-9, `_` and `-` (like \"mom\" or \"huf-2\"); got {:?}",
+                crate::harden::sanitize(raw, 40)
+            ))
+        }
+    }
+
+    /// The label of a config without `accounts`: its client id (lower case, at most 16
+    /// characters; client ids are letters and digits, so it is always a valid label).
+    pub fn from_client_id(client_id: &str) -> Self {
+        let mut s: String = client_id
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric())
+            .map(|c| c.to_ascii_lowercase())
+            .take(Self::MAX_LEN)
+            .collect();
+        if s.is_empty() {
+            s.push_str("account");
+        }
+        Self(s)
+    }
+
+    /// The label as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for Label {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(&self.0)
+    }
+}
+
+/// One account: its label, its complete config, and the extra chat its alerts also go to.
+#[derive(Debug, Clone)]
+pub struct AccountConfig {
+    /// How the trader names it.
+    pub label: Label,
+    /// Everything about it, shared defaults applied (its `telegram_chat_id` is the shared one).
+    pub config: Config,
+    /// The account's own `telegram_chat_id`: its alerts go there as well as to the shared chat
+    /// (that chat reads, it does not administer).
+    pub alert_chat_id: Option<i64>,
+}
+
+/// Every account a config describes.
+#[derive(Debug, Clone)]
+pub struct Accounts {
+    /// The accounts, in the order the config lists them (never empty).
+    pub list: Vec<AccountConfig>,
+    /// Whether the config used `accounts` (false: the classic one-account config).
+    pub listed: bool,
+    /// The file they were read from, if any.
+    pub path: Option<PathBuf>,
+    /// Every warning once: shared ones plain, an account's prefixed with it.
+    pub warnings: Vec<String>,
+}
+
+impl Accounts {
+    /// The account with this label.
+    pub fn get(&self, label: &str) -> Option<&AccountConfig> {
+        self.list.iter().find(|a| a.label.as_str() == label)
+    }
+
+    /// The labels, in order.
+    pub fn labels(&self) -> Vec<&str> {
+        self.list.iter().map(|a| a.label.as_str()).collect()
+    }
+
+    /// The account a command acts on (`--account LABEL`, `/refresh LABEL`): the one labelled so,
+    /// or the only one when no label is given. `Err` says what to type instead.
+    pub fn select(&self, label: Option<&str>) -> Result<&AccountConfig, String> {
+        let labels = self.labels().join(", ");
+        match (label, self.list.as_slice()) {
+            (None, [only]) => Ok(only),
+            (None, _) => Err(format!("there are {} accounts ({labels}); say which one", self.list.len())),
+            (Some(l), _) => self.get(l).ok_or_else(|| {
+                format!("no account is labelled {:?}; the accounts are: {labels}", crate::harden::sanitize(l, 40))
+            }),
+        }
+    }
+
+    /// The accounts of a Dhan client id (a pasted consent token names its client): usually one.
+    pub fn by_client_id(&self, client_id: &str) -> Vec<&AccountConfig> {
+        self.list.iter().filter(|a| a.config.client_id == client_id).collect()
+    }
+}
+
+/// All accounts of a layered config: the `accounts` list, or the top level as one account.
+pub(super) fn from_layers(layers: Layers) -> Result<Accounts, ConfigError> {
+    if !layers.map.contains_key(ACCOUNTS_KEY) {
+        let path = layers.path.clone();
+        let config = load::single(layers)?;
+        let warnings = config.warnings.clone();
+        let label = Label::from_client_id(&config.client_id);
+        return Ok(Accounts {
+            list: vec![AccountConfig { label, config, alert_chat_id: None }],
+            listed: false,
+            path,
+            warnings,
+        });
+    }
+    let Layers { mut map, path, base_dir, origin, mut warnings } = layers;
+    let mut problems = Vec::new();
+    let entries = match map.remove(ACCOUNTS_KEY) {
+        Some(Value::Array(entries)) if !entries.is_empty() => entries,
+        Some(Value::Array(_)) => {
+            problems.push(
+                "`accounts` is empty: list at least one account, or remove the key and configure one account at \
+                 the top level"
+                    .into(),
+            );
+            Vec::new()
+        }
+        _ => {
+            problems.push(
+                "`accounts` must be a list of objects, like [{\"label\": \"mom\", \"client_id\": \"…\", …}]".into(),
+            );
+            Vec::new()
+        }
+    };
+
+    // The shared part: no account's identity at the top level.
+    for key in PER_ACCOUNT_ONLY {
+        let file_key = format!("{key}_file");
+        for k in [key.to_string(), file_key] {
+            if map.remove(&k).is_some_and(|v| !v.is_null()) {
+                problems.push(per_account_only(&k, key));
+            }
+        }
+    }
+    load::read_secret_files(&mut map, &mut problems);
+    for key in map.keys() {
+        if !KNOWN_KEYS.contains(&key.as_str()) {
+            warnings.push(format!("unknown key `{key}` in the config is ignored ({})", load::hint(key, KNOWN_KEYS)));
+        }
+    }
+
+    let mut list = Vec::new();
+    let mut labels: HashMap<String, usize> = HashMap::new();
+    let mut token_files: HashMap<PathBuf, usize> = HashMap::new();
+    let mut client_ids: HashMap<String, usize> = HashMap::new();
+    let shared_keys: Vec<String> = map.keys().cloned().collect();
+    let mut own_warnings_of = Vec::new();
+    for (i, entry) in entries.into_iter().enumerate() {
+        let Value::Object(mut own) = entry else {
+            problems
+                .push(format!("accounts[{i}] must be an object like {{\"label\": \"mom\", \"client_id\": \"…\", …}}"));
+            continue;
+        };
+        let raw_label = own.get("label").cloned();
+        let label = match raw_label {
+            Some(Value::String(s)) => Label::parse(s.trim()),
+            None | Some(Value::Null) => {
+                Err("`label` is missing: name the account (a-z, 0-9, `_`, `-`, up to 16 characters, like \"mom\")"
+                    .into())
+            }
+            Some(_) => Err("`label` must be a string like \"mom\"".into()),
+        };
+        let name = match &label {
+            Ok(l) => format!("accounts[{i}] (label \"{l}\")"),
+            Err(_) => format!("accounts[{i}]"),
+        };
+        let mut own_problems = Vec::new();
+        if let Err(e) = &label {
+            own_problems.push(e.clone());
+        }
+        if let Ok(l) = &label
+            && let Some(first) = labels.insert(l.as_str().to_string(), i)
+        {
+            own_problems
+                .push(format!("`label` \"{l}\" is already the label of accounts[{first}]; each account needs its own"));
+        }
+        let mut own_warnings = Vec::new();
+        for key in own.keys().filter(|k| !ACCOUNT_KEYS.contains(&k.as_str())) {
+            if KNOWN_KEYS.contains(&key.as_str()) {
+                own_problems.push(format!(
+                    "`{key}` is shared by every account: set it at the top level of the config, not inside an account"
+                ));
+            } else {
+                let shown = crate::harden::sanitize(key, 40);
+                own_warnings.push(format!("unknown key `{shown}` is ignored ({})", load::hint(key, ACCOUNT_KEYS)));
+            }
+        }
+        own.retain(|k, _| ACCOUNT_KEYS.contains(&k.as_str()) && k != "label");
+        load::read_secret_files(&mut own, &mut own_problems);
+        let alert_chat_id = match validate::account_chat_id(&own) {
+            Ok(id) => id,
+            Err(mut e) => {
+                own_problems.append(&mut e);
+                None
+            }
+        };
+        own.remove("telegram_chat_id");
+
+        let mut merged = map.clone();
+        if !own.contains_key("token_file") {
+            let file = match &label {
+                Ok(l) => format!("dhan_token.{l}.json"),
+                Err(_) => format!("dhan_token.accounts-{i}.json"),
+            };
+            merged.insert("token_file".into(), Value::String(file));
+        }
+        let own_keys: Vec<String> = own.keys().cloned().collect();
+        merged.extend(own);
+        let shared_only: Vec<String> = shared_keys.iter().filter(|k| !own_keys.contains(k)).cloned().collect();
+        // Collisions are judged on the raw values, so they are found even when a key is bad.
+        let text = |k: &str| merged.get(k).and_then(Value::as_str).map(str::trim).filter(|v| !v.is_empty());
+        if let Some(file) = text("token_file").map(|t| base_dir.join(t))
+            && let Some(first) = token_files.insert(file.clone(), i)
+        {
+            own_problems.push(format!(
+                "`token_file` {} is also the token file of accounts[{first}]; each account needs its own \
+                 (leave it out for dhan_token.<label>.json)",
+                file.display()
+            ));
+        }
+        if let Some(id) = text("client_id")
+            && let Some(first) = client_ids.insert(id.to_string(), i)
+        {
+            own_warnings.push(format!(
+                "`client_id` {id} is also the client id of accounts[{first}]: Dhan keeps one live token per \
+                 client id, so these two accounts would keep killing each other's token"
+            ));
+        }
+        match validate::validate(&merged, &base_dir, Vec::new()) {
+            Ok(mut config) => {
+                for w in config.warnings.drain(..) {
+                    sort_out(w, &shared_only, &mut own_warnings, &mut warnings);
+                }
+                if let Ok(label) = label.clone() {
+                    config.path = path.clone();
+                    list.push(AccountConfig { label, config, alert_chat_id });
+                    own_warnings_of.push(own_warnings.iter().map(|w| format!("{name}: {w}")).collect::<Vec<_>>());
+                }
+            }
+            Err(found) => {
+                for p in found {
+                    sort_out(p, &shared_only, &mut own_problems, &mut problems);
+                }
+            }
+        }
+        problems.extend(own_problems.into_iter().map(|p| format!("{name}: {p}")));
+        warnings.extend(own_warnings.into_iter().map(|w| format!("{name}: {w}")));
+    }
+    if !problems.is_empty() {
+        return Err(ConfigError::Invalid { origin, problems });
+    }
+    // Every account carries the same calendar (`calendar_file` is shared): keep one copy.
+    if let Some(calendar) = list.first().map(|a| a.config.calendar.clone()) {
+        for a in &mut list {
+            a.config.calendar = calendar.clone();
+        }
+    }
+    // Each account's config carries the shared warnings and its own.
+    let shared_warnings: Vec<String> = warnings.iter().filter(|w| !w.starts_with("accounts[")).cloned().collect();
+    for (a, own) in list.iter_mut().zip(own_warnings_of) {
+        a.config.warnings = shared_warnings.iter().cloned().chain(own).collect();
+    }
+    Ok(Accounts { list, listed: true, path, warnings })
+}
+
+/// Puts a message about an account's merged config where it belongs: with the shared messages
+/// (once, however many accounts repeat it) when it starts with a key that only the top level
+/// sets for this account (`shared_only`), else with the account (its own keys, a missing key,
+/// a rule across its keys).
+fn sort_out(msg: String, shared_only: &[String], own: &mut Vec<String>, shared: &mut Vec<String>) {
+    let key = msg.strip_prefix('`').and_then(|rest| rest.split_once('`')).map(|(k, _)| k);
+    let is_shared = key.is_some_and(|k| shared_only.iter().any(|s| s == k));
+    if !is_shared {
+        own.push(msg);
+    } else if !shared.contains(&msg) {
+        shared.push(msg);
+    }
+}
+
+fn per_account_only(found: &str, key: &str) -> String {
+    let env = format!("{}{}", super::ENV_PREFIX, found.to_ascii_uppercase());
+    if key == "token_file" {
+        format!(
+            "`{found}` is set at the top level (in the file or as {env}), but with `accounts` each account has its \
+             own token file: set `token_file` inside an account, or leave it out for dhan_token.<label>.json"
+        )
+    } else {
+        format!(
+            "`{found}` is set at the top level (in the file or as {env}), but with `accounts` it belongs to one \
+             account: move it into that account's entry"
+        )
+    }
+}
+
+/// Keys that appear twice inside one entry of `accounts`, as (entry, key): serde_json would
+/// silently keep the last, and a pasted entry with two `pin`s is an easy mistake.
+pub(super) fn duplicate_keys_in_entries(text: &str) -> Vec<(usize, String)> {
+    use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+    use std::fmt;
+
+    /// The top-level object: only `accounts` is looked into.
+    struct Top;
+    /// The list of entries.
+    struct Entries;
+    /// One entry: its first duplicated key.
+    struct Entry;
+
+    impl<'de> Visitor<'de> for Entry {
+        type Value = Option<String>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("an account")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let (mut seen, mut dup) = (std::collections::HashSet::new(), None);
+            while let Some(key) = map.next_key::<String>()? {
+                map.next_value::<IgnoredAny>()?;
+                if !seen.insert(key.clone()) && dup.is_none() {
+                    dup = Some(crate::harden::sanitize(&key, 40));
+                }
+            }
+            Ok(dup)
+        }
+        // Anything else is reported later as "must be an object".
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            while seq.next_element::<IgnoredAny>()?.is_some() {}
+            Ok(None)
+        }
+    }
+    impl<'de> Visitor<'de> for Entries {
+        type Value = Vec<(usize, String)>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a list of accounts")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut found = Vec::new();
+            let mut i = 0;
+            while let Some(dup) = seq.next_element_seed(EntrySeed)? {
+                if let Some(key) = dup {
+                    found.push((i, key));
+                }
+                i += 1;
+            }
+            Ok(found)
+        }
+    }
+
+    /// Deserializes one entry through [`Entry`]'s visitor.
+    struct EntrySeed;
+    impl<'de> serde::de::DeserializeSeed<'de> for EntrySeed {
+        type Value = Option<String>;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_any(Entry)
+        }
+    }
+    /// Deserializes the `accounts` value through [`Entries`]; anything but a list finds nothing.
+    struct EntriesSeed;
+    impl<'de> serde::de::DeserializeSeed<'de> for EntriesSeed {
+        type Value = Vec<(usize, String)>;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_seq(Entries)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Top {
+        type Value = Vec<(usize, String)>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut found = Vec::new();
+            while let Some(key) = map.next_key::<String>()? {
+                if key == ACCOUNTS_KEY {
+                    // Not a list fails the whole look (nothing found): `from_layers` then says
+                    // what `accounts` must be.
+                    found = map.next_value_seed(EntriesSeed)?;
+                } else {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+            Ok(found)
+        }
+    }
+
+    let mut de = serde_json::Deserializer::from_str(text);
+    de.deserialize_map(Top).unwrap_or_default()
+}
+
+/// The one account of a config, for the commands that work on one account.
+pub(super) fn only_one(accounts: Accounts) -> Result<Config, ConfigError> {
+    let origin = accounts.path.as_ref().map_or("the config".into(), |p| format!("config file {}", p.display()));
+    let n = accounts.list.len();
+    let labels = accounts.labels().join(", ");
+    let mut list = accounts.list;
+    match list.pop() {
+        Some(only) if n == 1 => {
+            let mut config = only.config;
+            config.warnings = accounts.warnings;
+            Ok(config)
+        }
+        _ => Err(ConfigError::Invalid {
+            origin,
+            problems: vec![format!(
+                "it lists {n} accounts ({labels}); this command works on a config with one account (several \
+                 accounts in one daemon are being built: see docs/accounts.md)"
+            )],
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_are_short_lowercase_words() {
+        for good in ["mom", "huf-2", "a", "asha_trader_0001", "0"] {
+            assert!(Label::parse(good).is_ok(), "{good}");
+        }
+        for bad in ["", "Mom", "dad's", "with space", "seventeen-chars-x", "ठीक"] {
+            let e = Label::parse(bad).expect_err(bad);
+            assert!(e.contains("`label` must be 1 to 16 characters"), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_client_id_makes_a_valid_label() {
+        let table = [("1000000001", "1000000001"), ("AB12cd", "ab12cd"), ("12345678901234567890", "1234567890123456")];
+        for (id, want) in table {
+            let l = Label::from_client_id(id);
+            assert_eq!(l.as_str(), want);
+            assert!(Label::parse(l.as_str()).is_ok());
+        }
+    }
+
+    fn family(entries: serde_json::Value) -> Accounts {
+        let map = match serde_json::json!({"accounts": entries}) {
+            Value::Object(m) => m,
+            _ => serde_json::Map::new(),
+        };
+        let layers =
+            Layers { map, path: None, base_dir: PathBuf::from("."), origin: "test".into(), warnings: Vec::new() };
+        match from_layers(layers) {
+            Ok(a) => a,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    fn automatic(label: &str, client_id: &str) -> serde_json::Value {
+        serde_json::json!({"label": label, "client_id": client_id, "pin": "1234",
+                           "totp_secret": "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"})
+    }
+
+    #[test]
+    fn a_command_acts_on_the_named_account_or_the_only_one() {
+        let one = family(serde_json::json!([automatic("mom", "1000000002")]));
+        let three = family(serde_json::json!([
+            automatic("me", "1000000001"),
+            automatic("mom", "1000000002"),
+            automatic("dad", "1000000002")
+        ]));
+        let table: [(&Accounts, Option<&str>, Result<&str, &str>); 5] = [
+            (&one, None, Ok("mom")),
+            (&one, Some("mom"), Ok("mom")),
+            (&three, Some("dad"), Ok("dad")),
+            (&three, None, Err("there are 3 accounts (me, mom, dad); say which one")),
+            (&three, Some("huf"), Err("no account is labelled \"huf\"; the accounts are: me, mom, dad")),
+        ];
+        for (accounts, label, want) in table {
+            let got = accounts.select(label).map(|a| a.label.as_str());
+            assert_eq!(got, want.map_err(str::to_string), "{label:?}");
+        }
+        let labels: Vec<&str> = three.by_client_id("1000000002").iter().map(|a| a.label.as_str()).collect();
+        assert_eq!(labels, ["mom", "dad"]);
+        assert!(three.by_client_id("1000000009").is_empty());
+    }
+
+    #[test]
+    fn a_key_twice_in_one_account_is_found() {
+        let table: [(&str, Vec<(usize, String)>); 6] = [
+            (
+                r#"{"accounts": [{"label": "a", "pin": "1"}, {"label": "b", "pin": "1", "pin": "2"}]}"#,
+                vec![(1, "pin".into())],
+            ),
+            (
+                r#"{"pin": "1", "accounts": [{"label": "a", "label": "b"}, 3, null, "x", [1], {"a": 1, "a": 2}]}"#,
+                vec![(0, "label".into()), (5, "a".into())],
+            ),
+            (
+                r#"{"accounts": [{"label": "a"}, {"label": "b", "label": "c"}], "z": {"y": 1}}"#,
+                vec![(1, "label".into())],
+            ),
+            (r#"{"accounts": "not a list"}"#, vec![]),
+            (r#"{"client_id": "1", "pin": "2"}"#, vec![]),
+            ("not json", vec![]),
+        ];
+        for (text, want) in table {
+            assert_eq!(duplicate_keys_in_entries(text), want, "{text}");
+        }
+    }
+
+    #[test]
+    fn a_message_goes_with_the_account_or_once_with_the_shared_keys() {
+        let shared_only = vec!["http_listen".to_string(), "telegram_bot_token".to_string()];
+        let (mut own, mut shared) = (Vec::new(), Vec::new());
+        for msg in [
+            "`pin` must be your Dhan login PIN",
+            "`dhan_api_url` is not a URL",
+            "`http_listen` must be a loopback address",
+            "`http_listen` must be a loopback address",
+            "no way to obtain a token",
+            "`client_id` is missing",
+            "`telegram_bot_token` is set but `telegram_chat_id` is missing",
+        ] {
+            sort_out(msg.into(), &shared_only, &mut own, &mut shared);
+        }
+        assert_eq!(
+            own,
+            [
+                "`pin` must be your Dhan login PIN",
+                "`dhan_api_url` is not a URL",
+                "no way to obtain a token",
+                "`client_id` is missing"
+            ]
+        );
+        assert_eq!(
+            shared,
+            [
+                "`http_listen` must be a loopback address",
+                "`telegram_bot_token` is set but `telegram_chat_id` is missing"
+            ]
+        );
+    }
+}
