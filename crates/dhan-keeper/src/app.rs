@@ -109,6 +109,7 @@ pub async fn start(cfg: Config, clock: SharedClock, shutdown: CancellationToken)
         None => None,
     };
     keeper.calendar_notice();
+    keeper.credential_stop_notice();
     tasks.push(tokio::spawn(clock_check(Arc::clone(&keeper), shutdown.clone())));
     tasks.push(tokio::spawn(crate::watch::run(Arc::clone(&keeper), shutdown.clone())));
     tasks.push(tokio::spawn(lifecycle::run(Arc::clone(&keeper), shutdown)));

@@ -29,7 +29,11 @@ pub fn process_limits() -> Limits {
     #[cfg(unix)]
     {
         use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
-        let core_off = setrlimit(Resource::Core, Rlimit { current: Some(0), maximum: Some(0) }).is_ok();
+        let core_off = setrlimit(Resource::Core, Rlimit { current: Some(0), maximum: Some(0) }).is_ok()
+            // Not dumpable: no core file either way, and /proc/<pid>/environ (the secrets given as
+            // DHAN_KEEPER_* variables) becomes unreadable to other processes of the same user,
+            // the on_refresh hook included.
+            && rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable).is_ok();
         let now = getrlimit(Resource::Nofile);
         let want = match now.maximum {
             Some(hard) => hard.min(65_536),
@@ -113,11 +117,13 @@ pub(crate) fn unsafe_dir(dir: &Path) -> Option<String> {
             meta.uid()
         ));
     }
-    let sticky = mode & 0o1000 != 0;
-    if mode & 0o022 != 0 && !sticky {
+    // The sticky bit is no excuse (unlike for deleting): in a shared directory such as /tmp
+    // another user can create the token file before the daemon does and hand programs their token.
+    if mode & 0o022 != 0 {
         return Some(format!(
-            "the token directory {shown} is writable by other users (mode {:o}), who could replace the token file \
-             or take its lock; run: chmod go-w {shown}",
+            "the token directory {shown} is writable by other users (mode {:o}), who could plant a token file or \
+             take its lock; keep token_file in a directory of its own (mkdir -m 700 ~/dhan-keeper) or run: \
+             chmod go-w {shown}",
             mode & 0o7777
         ));
     }
@@ -165,7 +171,7 @@ mod tests {
     }
 
     #[test]
-    fn directories_others_can_write_are_refused_unless_sticky() {
+    fn directories_others_can_write_are_refused_sticky_or_not() {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().expect("tempdir");
         let set = |m| std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(m)).expect("chmod");
@@ -174,7 +180,7 @@ mod tests {
         set(0o777);
         assert!(unsafe_dir(dir.path()).is_some_and(|m| m.contains("chmod go-w")));
         set(0o1777);
-        assert_eq!(unsafe_dir(dir.path()), None);
+        assert!(unsafe_dir(dir.path()).is_some(), "a sticky /tmp-like directory still lets others plant a file");
         set(0o770);
         assert!(unsafe_dir(dir.path()).is_some());
         set(0o750);

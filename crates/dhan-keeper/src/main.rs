@@ -239,7 +239,7 @@ fn run(command: ConfigCommand, cfg: &Config) -> ExitCode {
         }
         ConfigCommand::Refresh => block_on(async {
             cli::refresh(cfg, &clock).await.unwrap_or_else(|e| {
-                eprintln!("error: {e:#}");
+                eprintln!("error: {}", each_cause_once(&e));
                 ExitCode::FAILURE
             })
         }),
@@ -282,4 +282,18 @@ fn block_on(work: impl std::future::Future<Output = ExitCode>) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// An error and its causes, each printed once: a message that already quotes its cause (`cannot
+/// read token file X: Permission denied`) is not followed by the cause again.
+fn each_cause_once(e: &anyhow::Error) -> String {
+    let mut out = e.to_string();
+    for cause in e.chain().skip(1) {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+    }
+    out
 }

@@ -21,9 +21,15 @@ pub enum MintSaveError {
     /// Dhan issued a token that cannot be taken (another account's, or already expired).
     #[error("{0}")]
     Refused(#[from] crate::token::Refused),
-    /// The token was issued (so the previous one is dead) but could not be written.
-    #[error("the new token could not be saved (the old one is already dead at Dhan)")]
-    Store(#[from] StoreError),
+    /// The token was issued (so the previous one is dead) but could not be written; it is
+    /// handed back so the caller can keep it.
+    #[error("the new token could not be saved (the old one is already dead at Dhan): {source}")]
+    Store {
+        /// Why the write failed.
+        source: StoreError,
+        /// The token Dhan issued, the only live one.
+        token: Box<Token>,
+    },
 }
 
 /// Mints with TOTP + PIN, checks the token is for this client, and saves it: the one path every
@@ -37,8 +43,10 @@ pub async fn mint_and_save(
 ) -> Result<Token, MintSaveError> {
     let minted = mint_with_totp(client, pin, totp, clock).await?;
     let token = Token::accept(minted, client.client_id(), TokenSource::Totp, clock.now())?;
-    store.save(&token)?;
-    Ok(token)
+    match store.save(&token) {
+        Ok(()) => Ok(token),
+        Err(source) => Err(MintSaveError::Store { source, token: Box::new(token) }),
+    }
 }
 
 /// Mints a token with `generateAccessToken`, retrying once on "Invalid TOTP".

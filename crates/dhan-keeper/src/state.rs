@@ -155,7 +155,7 @@ impl StateFile {
     /// Reads the state another process (the daemon) keeps, for `status`, `token` and `check`:
     /// read-only, so an unreadable file is "nothing known" and is left where it is.
     pub fn peek(token_file: &Path) -> Option<DaemonState> {
-        let bytes = std::fs::read(Self::path_for(token_file)).ok()?;
+        let bytes = crate::harden::read_capped(&Self::path_for(token_file), 256 * 1024).ok()?;
         serde_json::from_slice(&bytes).ok()
     }
 

@@ -127,11 +127,13 @@ async fn local_checks(cfg: &Config, clock: &dyn Clock) -> bool {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => std::path::Path::new("."),
     };
+    let mut local = Vec::new();
     if let Some(reason) = crate::harden::unsafe_dir(token_dir) {
         println!("❌ Token dir   {reason}");
         ok = false;
+    } else {
+        local.push(super::preflight::token_dir(&cfg.token_file));
     }
-    let mut local = vec![super::preflight::token_dir(&cfg.token_file)];
     local.extend(
         cfg.on_refresh.as_deref().and_then(|argv| super::preflight::hook(argv, std::env::var_os("PATH").as_deref())),
     );

@@ -70,8 +70,13 @@ pub(crate) fn token_dir(token_file: &Path) -> Line {
         ),
         Err(e) => line(false, "Token dir", format!("{shown}: {e}")),
         Ok(m) if !m.is_dir() => line(false, "Token dir", format!("{shown} is not a directory; change token_file")),
-        Ok(_) => match tempfile::Builder::new().prefix(".dhan-keeper-check-").tempfile_in(&dir) {
-            Ok(_) => line(true, "Token dir", format!("{shown} is writable")),
+        // Some bytes, not just a name: a full disk still lets an empty file be created.
+        Ok(_) => match tempfile::Builder::new()
+            .prefix(".dhan-keeper-check-")
+            .tempfile_in(&dir)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, &[0u8; 4096]).and_then(|()| f.as_file().sync_all()))
+        {
+            Ok(()) => line(true, "Token dir", format!("{shown} is writable")),
             Err(e) => line(
                 false,
                 "Token dir",
@@ -126,7 +131,7 @@ pub(crate) fn http_token(cfg: &Config) -> Option<Line> {
             format!("http_token for {listen} is a placeholder; set a long random value (openssl rand -hex 32)"),
         ),
         Some(_) => line(true, "HTTP", format!("/token on {listen}, bearer token required")),
-        None => line(true, "HTTP", format!("/token on {listen} without a bearer token (loopback only)")),
+        None => line(true, "HTTP", format!("/healthz and /metrics on {listen}; /token is off until http_token is set")),
     })
 }
 
@@ -158,6 +163,18 @@ pub(crate) fn plan(
     };
     let live = token.filter(|t| !t.is_expired(now));
     let exp = live.map(|t| t.expires_at.with_timezone(&Utc));
+    let stop = crate::state::StateFile::peek(&cfg.token_file)
+        .and_then(|s| s.credentials_refused)
+        .filter(|s| s.config_id == cfg.credentials_id());
+    if let (Mode::Automatic, Some(stop)) = (cfg.mode(), stop) {
+        out.push(format!(
+            "Next rotation none: automatic minting is stopped since Dhan refused these credentials at {} ({}); \
+             fix pin, totp_secret or client_id (the stop lifts when they change) or press Refresh on Telegram",
+            ist::human(&stop.at),
+            crate::harden::sanitize(&stop.message, 200)
+        ));
+        return out;
+    }
     match (cfg.mode(), exp) {
         (Mode::Automatic, Some(e)) => {
             out.push(format!("Next rotation {}", when(policy::next_rotation(now, Some(e), last_mint, &p))));

@@ -55,6 +55,17 @@ pub async fn refresh(cfg: &Config, clock: &dyn Clock) -> anyhow::Result<ExitCode
             let until = end + chrono::Duration::from_std(cfg.mint_cooldown).unwrap_or_default();
             bail!("{}", RotateError::Cooldown { until, cooldown: cfg.mint_cooldown, refused: true, credentials: None });
         }
+        Err(MintSaveError::Store { source, token }) => {
+            // The old token died when Dhan issued this one: losing it too would leave nothing.
+            eprintln!(
+                "error: Dhan issued a new token (the old one is now dead) but it could not be saved: {source}\n\
+                 It is printed on standard output so it is not lost; fix the problem above and put it where your \
+                 programs read it. It expires {}.",
+                ist::human(&token.expires_at)
+            );
+            println!("{}", token.access_token.expose());
+            return Ok(ExitCode::FAILURE);
+        }
         Err(e) => return Err(e.into()),
     };
     let left = ist::human_duration(token.remaining(clock.now()));

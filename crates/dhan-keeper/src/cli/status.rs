@@ -9,7 +9,7 @@
 //! can run them while the daemon runs as a service user. Advice depends on whether a daemon holds
 //! the lock: "run `dhan-keeper refresh`" cannot work while `run` holds it.
 
-use std::fs::{File, TryLockError};
+use std::fs::TryLockError;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -69,33 +69,83 @@ pub(crate) fn verdict(token: &Token, health: Option<&TokenHealth>, now: DateTime
 pub(crate) fn lock_holder(token_file: &Path) -> Option<String> {
     let mut name = token_file.file_name().map(|n| n.to_os_string()).unwrap_or_else(|| "dhan_token.json".into());
     name.push(".lock");
-    let mut file = File::open(token_file.with_file_name(name)).ok()?;
+    // Never blocks: a FIFO or anything but a regular file at the lock path is no holder.
+    let file = crate::harden::open_nonblocking(&token_file.with_file_name(name), true).ok()?;
+    crate::harden::require_regular(&file).ok()?;
     match file.try_lock_shared() {
         Ok(()) => None,
         Err(TryLockError::WouldBlock) => {
             let mut note = String::new();
-            let _ = file.read_to_string(&mut note);
-            let note = note.trim();
-            Some(if note.is_empty() { "another process".to_string() } else { note.to_string() })
+            let _ = (&file).take(4096).read_to_string(&mut note);
+            let note = crate::harden::sanitize(note.trim(), 200);
+            Some(if note.is_empty() { "another process".to_string() } else { note })
         }
         Err(TryLockError::Error(_)) => None,
     }
+}
+
+/// Why a token read from `token_file` cannot be trusted: its directory lets users other than its
+/// owner create files (sticky or not), so anyone could have planted it. A directory owned by
+/// another user (the daemon's service user, handing the token to the trader's) is fine.
+fn untrusted_dir(token_file: &Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let dir = match token_file.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let mode = std::fs::metadata(dir).ok()?.mode();
+    (mode & 0o022 != 0).then(|| {
+        format!(
+            "the token directory {} is writable by other users (mode {:o}), so anyone could have put a token file \
+             there; keep token_file in a directory only its owner can write (chmod go-w)",
+            dir.display(),
+            mode & 0o7777
+        )
+    })
 }
 
 fn health_of(token_file: &Path) -> Option<TokenHealth> {
     StateFile::peek(token_file)?.token_health
 }
 
-/// What to do about a missing, expired or rejected token, given who holds the lock.
+/// What to do about a missing, expired or rejected token, given who holds the lock and whether
+/// automatic minting was stopped after Dhan refused the credentials.
+#[cfg(test)]
 fn advice(holder: Option<&str>) -> String {
+    advice_with(holder, None)
+}
+
+fn advice_with(holder: Option<&str>, stop: Option<&crate::state::CredentialStop>) -> String {
+    if let Some(stop) = stop {
+        return format!(
+            "automatic minting is stopped: Dhan refused the credentials at {} ({}); fix pin, totp_secret or \
+             client_id in the config and restart the daemon, or press Refresh on Telegram to try once more",
+            ist::human(&stop.at),
+            crate::harden::sanitize(&stop.message, 200)
+        );
+    }
     match holder {
         Some(h) => format!("the running daemon ({h}) is getting a new one; see its log or the Telegram chat"),
         None => "no daemon is running: start `dhan-keeper run`, or mint one with `dhan-keeper refresh`".into(),
     }
 }
 
+/// The advice for `token_file`, reading the daemon's state for a credential stop.
+fn advice_for(token_file: &Path, holder: Option<&str>) -> String {
+    let stop = StateFile::peek(token_file).and_then(|s| s.credentials_refused);
+    advice_with(holder, stop.as_ref())
+}
+
 /// `dhan-keeper status [--json]`. Exit 0 only when a token Dhan has not rejected is on disk.
 pub fn status(target: &Target, clock: &dyn Clock, as_json: bool) -> ExitCode {
+    if let Some(reason) = untrusted_dir(&target.token_file) {
+        if as_json {
+            super::out(&json!({ "token_file": target.token_file, "state": "untrusted", "error": reason }).to_string());
+        } else {
+            super::out(&format!("Token file  {}\nState       ❌ not trusted: {reason}", target.token_file.display()));
+        }
+        return ExitCode::FAILURE;
+    }
     let store = TokenStore::new(&target.token_file);
     let now = clock.now();
     let loaded = store.load();
@@ -144,15 +194,15 @@ pub fn status(target: &Target, clock: &dyn Clock, as_json: bool) -> ExitCode {
                     "revoked, e.g. by a newer token minted elsewhere".into(),
                     checked,
                 );
-                super::out(&format!("Next        {}", advice(holder.as_deref())));
+                super::out(&format!("Next        {}", advice_for(&target.token_file, holder.as_deref())));
             }
             ("expired", Some(t)) => {
                 print_token(t, "❌ expired", format!("{} ago", ist::human_duration(-t.remaining(now))), None);
-                super::out(&format!("Next        {}", advice(holder.as_deref())));
+                super::out(&format!("Next        {}", advice_for(&target.token_file, holder.as_deref())));
             }
             ("missing", _) => {
                 super::out("State       ⚪ no token yet");
-                super::out(&format!("Next        {}", advice(holder.as_deref())));
+                super::out(&format!("Next        {}", advice_for(&target.token_file, holder.as_deref())));
             }
             _ => super::out(&format!("State       ❌ {state}: {}", error.unwrap_or_default())),
         }
@@ -179,6 +229,10 @@ fn print_token(t: &Token, state: &str, left: String, checked: Option<&TokenHealt
 /// `dhan-keeper token`: prints the access token for scripts; exit 1 when there is none usable
 /// (missing, expired, or rejected by Dhan at the daemon's last check).
 pub fn token(target: &Target, clock: &dyn Clock) -> ExitCode {
+    if let Some(reason) = untrusted_dir(&target.token_file) {
+        eprintln!("error: not printing a token from there: {reason}");
+        return ExitCode::FAILURE;
+    }
     let store = TokenStore::new(&target.token_file);
     let now = clock.now();
     let path = store.path().display();
@@ -190,7 +244,10 @@ pub fn token(target: &Target, clock: &dyn Clock) -> ExitCode {
             }
             Verdict::Rejected => {
                 let holder = lock_holder(&target.token_file);
-                eprintln!("error: Dhan rejected the token in {path} (revoked); {}", advice(holder.as_deref()));
+                eprintln!(
+                    "error: Dhan rejected the token in {path} (revoked); {}",
+                    advice_for(&target.token_file, holder.as_deref())
+                );
                 ExitCode::FAILURE
             }
             Verdict::Expired => {
@@ -198,14 +255,14 @@ pub fn token(target: &Target, clock: &dyn Clock) -> ExitCode {
                 eprintln!(
                     "error: the token in {path} expired at {}; {}",
                     ist::human(&t.expires_at),
-                    advice(holder.as_deref())
+                    advice_for(&target.token_file, holder.as_deref())
                 );
                 ExitCode::FAILURE
             }
         },
         Ok(None) => {
             let holder = lock_holder(&target.token_file);
-            eprintln!("error: no token in {path}; {}", advice(holder.as_deref()));
+            eprintln!("error: no token in {path}; {}", advice_for(&target.token_file, holder.as_deref()));
             ExitCode::FAILURE
         }
         Err(e) => {

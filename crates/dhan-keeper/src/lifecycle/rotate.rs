@@ -91,6 +91,23 @@ impl Keeper {
                 );
                 Err(RotateError::Cooldown { until, cooldown: self.cfg.mint_cooldown, refused: true, credentials: None })
             }
+            Err(DhanError::InvalidTotp) => {
+                self.set_live(|l| l.totp_refusals += 1);
+                if self.live().totp_refusals < 2 {
+                    return Err(DhanError::InvalidTotp.into());
+                }
+                // Four codes over two attempts refused: a wrong totp_secret (or a clock far off),
+                // not a window edge. Retrying sends the PIN again and again; stop like a wrong PIN.
+                let message = "Dhan refused the TOTP codes of two attempts in a row (\"Invalid TOTP\"): totp_secret is \
+                               probably not the one set up on Dhan Web, or this machine's clock is off (dhan-keeper check)"
+                    .to_string();
+                tracing::error!(%message, "automatic minting stops until the config changes or the admin asks for a token");
+                self.state.update(|s| {
+                    s.credentials_refused =
+                        Some(CredentialStop { at: ist::to_ist(&end), message: message.clone(), config_id });
+                });
+                Err(DhanError::BadCredentials { message }.into())
+            }
             Err(DhanError::BadCredentials { message }) => {
                 tracing::error!(%message, "Dhan refused the credentials; automatic minting stops until the config changes or the admin asks for a token");
                 self.state.update(|s| {

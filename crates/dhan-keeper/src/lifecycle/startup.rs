@@ -32,6 +32,18 @@ impl Keeper {
         );
     }
 
+    /// At start, says why nothing will be minted when Dhan refused these credentials before.
+    pub fn credential_stop_notice(&self) {
+        if let (crate::config::Mode::Automatic, Some(stop)) = (self.cfg.mode(), self.credential_stop()) {
+            tracing::warn!(
+                refused_at = %crate::ist::human(&stop.at),
+                message = %stop.message,
+                "automatic minting is stopped: Dhan refused these credentials; fix pin, totp_secret or client_id in the \
+                 config (the stop lifts when they change), or send /refresh on Telegram to try once more"
+            );
+        }
+    }
+
     /// When the calendar the rotations rely on ends within 30 days: a log warning at every
     /// start, and a Telegram message once per end date.
     pub fn calendar_notice(&self) {

@@ -119,6 +119,9 @@ pub struct Live {
     pub ip: Option<Result<IpStatus, String>>,
     /// When it was asked.
     pub ip_checked_at: Option<DateTime<Utc>>,
+    /// Mint attempts in a row whose TOTP codes Dhan refused (each attempt already retried once
+    /// in the next TOTP step).
+    pub totp_refusals: u32,
     /// The token (by expiry) for which "the next attempt comes after expiry" was already said.
     pub gap_alerted_for: Option<DateTime<FixedOffset>>,
 }

@@ -89,6 +89,8 @@ impl Keeper {
                 humantime::format_duration(self.cfg.reprobe_after)
             );
             let first_at = prior.map_or(now, |s| s.first_at);
+            // `status` and `token` must not call it valid while it is being re-checked.
+            self.record_health(tok, false);
             self.set_live(|l| {
                 l.suspect = Some(Suspicion { rejections, first_at, last_at: now, message: message.to_string() });
                 l.dhan_reachable = Some(true);

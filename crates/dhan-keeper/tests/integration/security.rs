@@ -222,7 +222,49 @@ async fn a_token_directory_others_can_write_is_refused() {
     let check = ws.run(&["check"]).await;
     assert_ne!(check.code, 0, "{}", check.all());
     assert!(check.stdout.contains("❌ Token dir"), "{}", check.all());
+    assert!(!check.stdout.contains("✅ Token dir"), "one verdict, not two: {}", check.all());
+
+    // Sticky (like /tmp) is no better: another user could plant the token file first, so a
+    // token read from there is not printed either.
+    std::fs::set_permissions(ws.dir.path(), std::fs::Permissions::from_mode(0o1777)).expect("chmod");
+    let planted = r#"{"access_token":"PLANTED-BY-ANOTHER-USER","expiry_time":"2099-01-01T00:00:00"}"#;
+    std::fs::write(ws.token_path(), planted).expect("plant");
+    let run = ws.run(&["run"]).await;
+    assert_eq!(run.code, 1, "{}", run.all());
+    assert!(run.stderr.contains("writable by other users"), "{}", run.stderr);
+    let token = ws.run(&["token", "--token-file", &ws.token_path().display().to_string()]).await;
+    assert_eq!(token.code, 1, "{}", token.all());
+    assert!(!token.stdout.contains("PLANTED"), "a planted token is never handed out: {}", token.all());
+    let status = ws.run(&["status"]).await;
+    assert_eq!(status.code, 1, "{}", status.all());
+    assert!(!status.stdout.contains("✅"), "{}", status.all());
+    assert_eq!(sim.mints(), 0, "nothing was minted");
     std::fs::set_permissions(ws.dir.path(), std::fs::Permissions::from_mode(0o700)).expect("chmod");
+}
+
+/// A FIFO at the lock or state path never hangs `status` or `token` (they read without
+/// blocking, regular files only).
+#[tokio::test]
+async fn status_and_token_never_wait_on_a_fifo() {
+    let sim = helpers::sim().await;
+    let ws = Workspace::new(&sim);
+    let file = ws.token_path().display().to_string();
+    mkfifo(&ws.dir.path().join("dhan_token.json.lock"));
+    for args in [["status", "--token-file", &file], ["token", "--token-file", &file]] {
+        let t = Instant::now();
+        let run = ws.run(&args).await;
+        assert!(t.elapsed() < Duration::from_secs(10), "{args:?} took {:?}", t.elapsed());
+        assert_eq!(run.code, 1, "no token yet: {}", run.all());
+    }
+    std::fs::remove_file(ws.dir.path().join("dhan_token.json.lock")).expect("rm");
+    assert_eq!(ws.run(&["refresh"]).await.code, 0);
+    mkfifo(&ws.dir.path().join("dhan_token.json.state.fifo"));
+    std::fs::rename(ws.dir.path().join("dhan_token.json.state.fifo"), ws.dir.path().join("dhan_token.json.state"))
+        .expect("swap the state for a FIFO");
+    let t = Instant::now();
+    let run = ws.run(&["token", "--token-file", &file]).await;
+    assert!(t.elapsed() < Duration::from_secs(10), "token took {:?}", t.elapsed());
+    assert_eq!(run.code, 0, "{}", run.all());
 }
 
 /// A FIFO at the token path neither hangs the commands nor the daemon: at start it is refused
