@@ -157,57 +157,82 @@ pub fn status(target: &Target, clock: &dyn Clock, as_json: bool) -> ExitCode {
         Err(e @ StoreError::Corrupt { .. }) => ("corrupt", None, Some(e.to_string())),
         Err(e) => ("unreadable", None, Some(e.to_string())),
     };
-    let checked = health.as_ref().filter(|h| token.is_some_and(|t| t.expires_at == h.expires_at));
+    let seen = Seen {
+        state,
+        token,
+        error,
+        checked: health.as_ref().filter(|h| token.is_some_and(|t| t.expires_at == h.expires_at)),
+        holder: holder.as_deref(),
+    };
+    if as_json {
+        status_json(target, &store, &seen, now)
+    } else {
+        status_text(target, &store, &seen, now)
+    }
+    if state == "valid" { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+}
+
+/// What `status` found, for its two renderings.
+struct Seen<'a> {
+    state: &'static str,
+    token: Option<&'a Token>,
+    error: Option<String>,
+    checked: Option<&'a TokenHealth>,
+    holder: Option<&'a str>,
+}
+
+fn status_json(target: &Target, store: &TokenStore, seen: &Seen<'_>, now: DateTime<Utc>) {
+    let token = seen.token;
     let mode = target.mode.map(|m| match m {
         crate::config::Mode::Automatic => "automatic",
         crate::config::Mode::Consent => "consent",
     });
-    if as_json {
-        let v = json!({
-            "token_file": store.path(),
-            "state": state,
-            "mode": mode,
-            "client_id": token.and_then(|t| t.client_id.clone()),
-            "expires_at": token.map(|t| ist::to_ist(&t.expires_at).to_rfc3339()),
-            "expiry_time": token.map(|t| ist::naive_string(&t.expires_at)),
-            "seconds_left": token.map(|t| t.remaining(now).num_seconds().max(0)),
-            "obtained_at": token.and_then(|t| t.obtained_at.map(|o| o.to_rfc3339())),
-            "source": token.and_then(|t| t.source.map(|s| s.to_string())),
-            "dhan_accepted": checked.map(|h| h.accepted),
-            "checked_at": checked.map(|h| h.checked_at.to_rfc3339()),
-            "daemon": holder,
-            "error": error,
-        });
-        super::out(&serde_json::to_string_pretty(&v).unwrap_or_default());
-    } else {
-        super::out(&format!("Token file  {}", store.path().display()));
-        if let Some(m) = &target.mode {
-            super::out(&format!("Mode        {m}"));
-        }
-        super::out(&format!("Daemon      {}", holder.as_deref().unwrap_or("not running (no process holds the lock)")));
-        match (state, token) {
-            ("valid", Some(t)) => print_token(t, "✅ valid", ist::human_duration(t.remaining(now)) + " left", checked),
-            ("rejected", Some(t)) => {
-                print_token(
-                    t,
-                    "❌ rejected by Dhan",
-                    "revoked, e.g. by a newer token minted elsewhere".into(),
-                    checked,
-                );
-                super::out(&format!("Next        {}", advice_for(&target.token_file, holder.as_deref())));
-            }
-            ("expired", Some(t)) => {
-                print_token(t, "❌ expired", format!("{} ago", ist::human_duration(-t.remaining(now))), None);
-                super::out(&format!("Next        {}", advice_for(&target.token_file, holder.as_deref())));
-            }
-            ("missing", _) => {
-                super::out("State       ⚪ no token yet");
-                super::out(&format!("Next        {}", advice_for(&target.token_file, holder.as_deref())));
-            }
-            _ => super::out(&format!("State       ❌ {state}: {}", error.unwrap_or_default())),
-        }
+    let v = json!({
+        "token_file": store.path(),
+        "state": seen.state,
+        "mode": mode,
+        "client_id": token.and_then(|t| t.client_id.clone()),
+        "expires_at": token.map(|t| ist::to_ist(&t.expires_at).to_rfc3339()),
+        "expiry_time": token.map(|t| ist::naive_string(&t.expires_at)),
+        "seconds_left": token.map(|t| t.remaining(now).num_seconds().max(0)),
+        "obtained_at": token.and_then(|t| t.obtained_at.map(|o| o.to_rfc3339())),
+        "source": token.and_then(|t| t.source.map(|s| s.to_string())),
+        "dhan_accepted": seen.checked.map(|h| h.accepted),
+        "checked_at": seen.checked.map(|h| h.checked_at.to_rfc3339()),
+        "daemon": seen.holder,
+        "error": seen.error,
+    });
+    super::out(&serde_json::to_string_pretty(&v).unwrap_or_default());
+}
+
+fn status_text(target: &Target, store: &TokenStore, seen: &Seen<'_>, now: DateTime<Utc>) {
+    super::out(&format!("Token file  {}", store.path().display()));
+    if let Some(m) = &target.mode {
+        super::out(&format!("Mode        {m}"));
     }
-    if state == "valid" { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+    super::out(&format!("Daemon      {}", seen.holder.unwrap_or("not running (no process holds the lock)")));
+    let next = || super::out(&format!("Next        {}", advice_for(&target.token_file, seen.holder)));
+    match (seen.state, seen.token) {
+        ("valid", Some(t)) => print_token(t, "✅ valid", ist::human_duration(t.remaining(now)) + " left", seen.checked),
+        ("rejected", Some(t)) => {
+            print_token(
+                t,
+                "❌ rejected by Dhan",
+                "revoked, e.g. by a newer token minted elsewhere".into(),
+                seen.checked,
+            );
+            next();
+        }
+        ("expired", Some(t)) => {
+            print_token(t, "❌ expired", format!("{} ago", ist::human_duration(-t.remaining(now))), None);
+            next();
+        }
+        ("missing", _) => {
+            super::out("State       ⚪ no token yet");
+            next();
+        }
+        _ => super::out(&format!("State       ❌ {}: {}", seen.state, seen.error.clone().unwrap_or_default())),
+    }
 }
 
 fn print_token(t: &Token, state: &str, left: String, checked: Option<&TokenHealth>) {

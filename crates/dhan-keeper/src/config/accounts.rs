@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::load::{self, ConfigError, Layers};
 use super::{Config, KNOWN_KEYS, validate};
@@ -156,20 +156,33 @@ impl Accounts {
 /// All accounts of a layered config: the `accounts` list, or the top level as one account.
 pub(super) fn from_layers(layers: Layers) -> Result<Accounts, ConfigError> {
     if !layers.map.contains_key(ACCOUNTS_KEY) {
-        let path = layers.path.clone();
-        let config = load::single(layers)?;
-        let warnings = config.warnings.clone();
-        let label = Label::from_client_id(&config.client_id);
-        return Ok(Accounts {
-            list: vec![AccountConfig { label, config, alert_chat_id: None }],
-            listed: false,
-            path,
-            warnings,
-        });
+        return one_account(layers);
     }
     let Layers { mut map, path, base_dir, origin, mut warnings } = layers;
     let mut problems = Vec::new();
-    let entries = match map.remove(ACCOUNTS_KEY) {
+    let entries = take_entries(&mut map, &mut problems);
+    check_shared_keys(&mut map, &mut problems, &mut warnings);
+    let mut listing = Listing::new(map, base_dir, path, problems, warnings);
+    for (i, entry) in entries.into_iter().enumerate() {
+        listing.add(i, entry);
+    }
+    listing.finish(origin)
+}
+
+/// The classic config without `accounts`: the top level is the one account, labelled by its
+/// client id, so old configs keep working unchanged.
+fn one_account(layers: Layers) -> Result<Accounts, ConfigError> {
+    let path = layers.path.clone();
+    let config = load::single(layers)?;
+    let warnings = config.warnings.clone();
+    let label = Label::from_client_id(&config.client_id);
+    Ok(Accounts { list: vec![AccountConfig { label, config, alert_chat_id: None }], listed: false, path, warnings })
+}
+
+/// Takes the `accounts` list out of the shared keys; an empty list or anything but a list is a
+/// problem (then there are no entries to check, but the shared keys still are).
+fn take_entries(map: &mut Map<String, Value>, problems: &mut Vec<String>) -> Vec<Value> {
+    match map.remove(ACCOUNTS_KEY) {
         Some(Value::Array(entries)) if !entries.is_empty() => entries,
         Some(Value::Array(_)) => {
             problems.push(
@@ -185,9 +198,12 @@ pub(super) fn from_layers(layers: Layers) -> Result<Accounts, ConfigError> {
             );
             Vec::new()
         }
-    };
+    }
+}
 
-    // The shared part: no account's identity at the top level.
+/// Checks the shared part: no account's identity at the top level (it would silently belong to
+/// every account), secret files read once, and unknown keys warned about once.
+fn check_shared_keys(map: &mut Map<String, Value>, problems: &mut Vec<String>, warnings: &mut Vec<String>) {
     for key in PER_ACCOUNT_ONLY {
         let file_key = format!("{key}_file");
         for k in [key.to_string(), file_key] {
@@ -196,73 +212,114 @@ pub(super) fn from_layers(layers: Layers) -> Result<Accounts, ConfigError> {
             }
         }
     }
-    load::read_secret_files(&mut map, &mut problems);
+    load::read_secret_files(map, problems);
     for key in map.keys() {
         if !KNOWN_KEYS.contains(&key.as_str()) {
             warnings.push(format!("unknown key `{key}` in the config is ignored ({})", load::hint(key, KNOWN_KEYS)));
         }
     }
+}
 
-    let mut list = Vec::new();
-    let mut labels: HashMap<String, usize> = HashMap::new();
-    let mut token_files: HashMap<PathBuf, usize> = HashMap::new();
-    let mut client_ids: HashMap<String, usize> = HashMap::new();
-    let shared_keys: Vec<String> = map.keys().cloned().collect();
-    let mut own_warnings_of = Vec::new();
-    for (i, entry) in entries.into_iter().enumerate() {
+/// What earlier entries already claimed, by entry index: two accounts must not share a label or
+/// a token file, and should not share a client id.
+#[derive(Default)]
+struct Claimed {
+    labels: HashMap<String, usize>,
+    token_files: HashMap<PathBuf, usize>,
+    client_ids: HashMap<String, usize>,
+}
+
+/// The messages about one entry, collected unprefixed and prefixed with its name at the end.
+#[derive(Default)]
+struct Notes {
+    problems: Vec<String>,
+    warnings: Vec<String>,
+}
+
+/// The accounts read so far, with the shared keys every entry is merged onto and every message
+/// found so far, so each entry can be read on its own and all problems reported at once.
+struct Listing {
+    /// The shared top-level keys (without `accounts`).
+    shared: Map<String, Value>,
+    /// The names of the shared keys, for telling shared messages from an account's.
+    shared_keys: Vec<String>,
+    base_dir: PathBuf,
+    path: Option<PathBuf>,
+    claimed: Claimed,
+    list: Vec<AccountConfig>,
+    /// Each listed account's own warnings, prefixed with its name.
+    own_warnings_of: Vec<Vec<String>>,
+    problems: Vec<String>,
+    warnings: Vec<String>,
+}
+
+impl Listing {
+    /// Starts a listing on the checked shared keys.
+    fn new(
+        shared: Map<String, Value>,
+        base_dir: PathBuf,
+        path: Option<PathBuf>,
+        problems: Vec<String>,
+        warnings: Vec<String>,
+    ) -> Self {
+        let shared_keys = shared.keys().cloned().collect();
+        Self {
+            shared,
+            shared_keys,
+            base_dir,
+            path,
+            claimed: Claimed::default(),
+            list: Vec::new(),
+            own_warnings_of: Vec::new(),
+            problems,
+            warnings,
+        }
+    }
+
+    /// Reads entry `i`: its own keys, merged onto the shared ones and validated like a config of
+    /// its own; an account when it is good, its messages prefixed with its name either way.
+    fn add(&mut self, i: usize, entry: Value) {
         let Value::Object(mut own) = entry else {
-            problems
+            self.problems
                 .push(format!("accounts[{i}] must be an object like {{\"label\": \"mom\", \"client_id\": \"…\", …}}"));
-            continue;
+            return;
         };
-        let raw_label = own.get("label").cloned();
-        let label = match raw_label {
-            Some(Value::String(s)) => Label::parse(s.trim()),
-            None | Some(Value::Null) => {
-                Err("`label` is missing: name the account (a-z, 0-9, `_`, `-`, up to 16 characters, like \"mom\")"
-                    .into())
-            }
-            Some(_) => Err("`label` must be a string like \"mom\"".into()),
-        };
+        let label = entry_label(&own);
         let name = match &label {
             Ok(l) => format!("accounts[{i}] (label \"{l}\")"),
             Err(_) => format!("accounts[{i}]"),
         };
-        let mut own_problems = Vec::new();
+        let mut notes = Notes::default();
         if let Err(e) = &label {
-            own_problems.push(e.clone());
+            notes.problems.push(e.clone());
         }
         if let Ok(l) = &label
-            && let Some(first) = labels.insert(l.as_str().to_string(), i)
+            && let Some(first) = self.claimed.labels.insert(l.as_str().to_string(), i)
         {
-            own_problems
+            notes
+                .problems
                 .push(format!("`label` \"{l}\" is already the label of accounts[{first}]; each account needs its own"));
         }
-        let mut own_warnings = Vec::new();
-        for key in own.keys().filter(|k| !ACCOUNT_KEYS.contains(&k.as_str())) {
-            if KNOWN_KEYS.contains(&key.as_str()) {
-                own_problems.push(format!(
-                    "`{key}` is shared by every account: set it at the top level of the config, not inside an account"
-                ));
-            } else {
-                let shown = crate::harden::sanitize(key, 40);
-                own_warnings.push(format!("unknown key `{shown}` is ignored ({})", load::hint(key, ACCOUNT_KEYS)));
-            }
-        }
-        own.retain(|k, _| ACCOUNT_KEYS.contains(&k.as_str()) && k != "label");
-        load::read_secret_files(&mut own, &mut own_problems);
-        let alert_chat_id = match validate::account_chat_id(&own) {
-            Ok(id) => id,
-            Err(mut e) => {
-                own_problems.append(&mut e);
-                None
-            }
-        };
-        own.remove("telegram_chat_id");
+        let alert_chat_id = own_keys(&mut own, &mut notes);
+        let (merged, shared_only) = self.merge(own, &label, i);
+        self.check_collisions(&merged, i, &mut notes);
+        self.validate(&merged, label, alert_chat_id, &name, &shared_only, &mut notes);
+        self.problems.extend(notes.problems.into_iter().map(|p| format!("{name}: {p}")));
+        self.warnings.extend(notes.warnings.into_iter().map(|w| format!("{name}: {w}")));
+    }
 
-        let mut merged = map.clone();
+    /// The entry's keys merged onto the shared ones (the entry wins), with a token file of its
+    /// own by default; and the shared keys it does not override, which decide whether a message
+    /// about the merged config is shared or the account's.
+    fn merge(
+        &self,
+        own: Map<String, Value>,
+        label: &Result<Label, String>,
+        i: usize,
+    ) -> (Map<String, Value>, Vec<String>) {
+        let mut merged = self.shared.clone();
         if !own.contains_key("token_file") {
-            let file = match &label {
+            let file = match label {
                 Ok(l) => format!("dhan_token.{l}.json"),
                 Err(_) => format!("dhan_token.accounts-{i}.json"),
             };
@@ -270,61 +327,122 @@ pub(super) fn from_layers(layers: Layers) -> Result<Accounts, ConfigError> {
         }
         let own_keys: Vec<String> = own.keys().cloned().collect();
         merged.extend(own);
-        let shared_only: Vec<String> = shared_keys.iter().filter(|k| !own_keys.contains(k)).cloned().collect();
+        let shared_only: Vec<String> = self.shared_keys.iter().filter(|k| !own_keys.contains(k)).cloned().collect();
+        (merged, shared_only)
+    }
+
+    /// A token file already used by an earlier account is a problem (the two would overwrite
+    /// each other); a shared client id only a warning (legal, but the tokens kill each other).
+    fn check_collisions(&mut self, merged: &Map<String, Value>, i: usize, notes: &mut Notes) {
         // Collisions are judged on the raw values, so they are found even when a key is bad.
         let text = |k: &str| merged.get(k).and_then(Value::as_str).map(str::trim).filter(|v| !v.is_empty());
-        if let Some(file) = text("token_file").map(|t| base_dir.join(t))
-            && let Some(first) = token_files.insert(file.clone(), i)
+        if let Some(file) = text("token_file").map(|t| self.base_dir.join(t))
+            && let Some(first) = self.claimed.token_files.insert(file.clone(), i)
         {
-            own_problems.push(format!(
+            notes.problems.push(format!(
                 "`token_file` {} is also the token file of accounts[{first}]; each account needs its own \
                  (leave it out for dhan_token.<label>.json)",
                 file.display()
             ));
         }
         if let Some(id) = text("client_id")
-            && let Some(first) = client_ids.insert(id.to_string(), i)
+            && let Some(first) = self.claimed.client_ids.insert(id.to_string(), i)
         {
-            own_warnings.push(format!(
+            notes.warnings.push(format!(
                 "`client_id` {id} is also the client id of accounts[{first}]: Dhan keeps one live token per \
                  client id, so these two accounts would keep killing each other's token"
             ));
         }
-        match validate::validate(&merged, &base_dir, Vec::new()) {
+    }
+
+    /// Validates the merged config by the single-account rules and sorts its messages into
+    /// shared and own; a valid config with a valid label becomes an account.
+    fn validate(
+        &mut self,
+        merged: &Map<String, Value>,
+        label: Result<Label, String>,
+        alert_chat_id: Option<i64>,
+        name: &str,
+        shared_only: &[String],
+        notes: &mut Notes,
+    ) {
+        match validate::validate(merged, &self.base_dir, Vec::new()) {
             Ok(mut config) => {
                 for w in config.warnings.drain(..) {
-                    sort_out(w, &shared_only, &mut own_warnings, &mut warnings);
+                    sort_out(w, shared_only, &mut notes.warnings, &mut self.warnings);
                 }
-                if let Ok(label) = label.clone() {
-                    config.path = path.clone();
-                    list.push(AccountConfig { label, config, alert_chat_id });
-                    own_warnings_of.push(own_warnings.iter().map(|w| format!("{name}: {w}")).collect::<Vec<_>>());
+                if let Ok(label) = label {
+                    config.path = self.path.clone();
+                    self.list.push(AccountConfig { label, config, alert_chat_id });
+                    self.own_warnings_of.push(notes.warnings.iter().map(|w| format!("{name}: {w}")).collect());
                 }
             }
             Err(found) => {
                 for p in found {
-                    sort_out(p, &shared_only, &mut own_problems, &mut problems);
+                    sort_out(p, shared_only, &mut notes.problems, &mut self.problems);
                 }
             }
         }
-        problems.extend(own_problems.into_iter().map(|p| format!("{name}: {p}")));
-        warnings.extend(own_warnings.into_iter().map(|w| format!("{name}: {w}")));
     }
-    if !problems.is_empty() {
-        return Err(ConfigError::Invalid { origin, problems });
+
+    /// All accounts, or every problem at once; each account keeps one shared calendar and
+    /// carries the shared warnings plus its own.
+    fn finish(self, origin: String) -> Result<Accounts, ConfigError> {
+        let Self { mut list, own_warnings_of, problems, warnings, path, .. } = self;
+        if !problems.is_empty() {
+            return Err(ConfigError::Invalid { origin, problems });
+        }
+        // Every account carries the same calendar (`calendar_file` is shared): keep one copy.
+        if let Some(calendar) = list.first().map(|a| a.config.calendar.clone()) {
+            for a in &mut list {
+                a.config.calendar = calendar.clone();
+            }
+        }
+        // Each account's config carries the shared warnings and its own.
+        let shared_warnings: Vec<String> = warnings.iter().filter(|w| !w.starts_with("accounts[")).cloned().collect();
+        for (a, own) in list.iter_mut().zip(own_warnings_of) {
+            a.config.warnings = shared_warnings.iter().cloned().chain(own).collect();
+        }
+        Ok(Accounts { list, listed: true, path, warnings })
     }
-    // Every account carries the same calendar (`calendar_file` is shared): keep one copy.
-    if let Some(calendar) = list.first().map(|a| a.config.calendar.clone()) {
-        for a in &mut list {
-            a.config.calendar = calendar.clone();
+}
+
+/// The entry's label, or why it has none that can be used (missing, not a string, bad text).
+fn entry_label(own: &Map<String, Value>) -> Result<Label, String> {
+    match own.get("label") {
+        Some(Value::String(s)) => Label::parse(s.trim()),
+        None | Some(Value::Null) => {
+            Err("`label` is missing: name the account (a-z, 0-9, `_`, `-`, up to 16 characters, like \"mom\")".into())
+        }
+        Some(_) => Err("`label` must be a string like \"mom\"".into()),
+    }
+}
+
+/// Keeps only the keys an entry may hold (a shared key inside an entry is a problem, an unknown
+/// one a warning), reads its secret files, and takes out its own alert chat, which is returned:
+/// the merged config keeps the shared chat.
+fn own_keys(own: &mut Map<String, Value>, notes: &mut Notes) -> Option<i64> {
+    for key in own.keys().filter(|k| !ACCOUNT_KEYS.contains(&k.as_str())) {
+        if KNOWN_KEYS.contains(&key.as_str()) {
+            notes.problems.push(format!(
+                "`{key}` is shared by every account: set it at the top level of the config, not inside an account"
+            ));
+        } else {
+            let shown = crate::harden::sanitize(key, 40);
+            notes.warnings.push(format!("unknown key `{shown}` is ignored ({})", load::hint(key, ACCOUNT_KEYS)));
         }
     }
-    // Each account's config carries the shared warnings and its own.
-    let shared_warnings: Vec<String> = warnings.iter().filter(|w| !w.starts_with("accounts[")).cloned().collect();
-    for (a, own) in list.iter_mut().zip(own_warnings_of) {
-        a.config.warnings = shared_warnings.iter().cloned().chain(own).collect();
-    }
-    Ok(Accounts { list, listed: true, path, warnings })
+    own.retain(|k, _| ACCOUNT_KEYS.contains(&k.as_str()) && k != "label");
+    load::read_secret_files(own, &mut notes.problems);
+    let alert_chat_id = match validate::account_chat_id(own) {
+        Ok(id) => id,
+        Err(mut e) => {
+            notes.problems.append(&mut e);
+            None
+        }
+    };
+    own.remove("telegram_chat_id");
+    alert_chat_id
 }
 
 /// Puts a message about an account's merged config where it belongs: with the shared messages

@@ -41,20 +41,9 @@ pub(super) fn read(
     problems: &mut Vec<String>,
     warnings: &mut Vec<String>,
 ) -> Option<FleetConfig> {
-    let text = |key: &str, problems: &mut Vec<String>| -> Option<String> {
-        match map.get(key)? {
-            Value::String(s) if s.trim().is_empty() => None,
-            Value::String(s) => Some(s.trim().to_string()),
-            Value::Null => None,
-            _ => {
-                problems.push(format!("`{key}` must be a string"));
-                None
-            }
-        }
-    };
-    let raw_url = text("redis_url", problems);
-    let raw_node = text("node_name", problems);
-    let raw_key = text("fleet_key", problems);
+    let raw_url = text(map, "redis_url", problems);
+    let raw_node = text(map, "node_name", problems);
+    let raw_key = text(map, "fleet_key", problems);
     let Some(raw_url) = raw_url else {
         for (key, set) in [("node_name", raw_node.is_some()), ("fleet_key", raw_key.is_some())] {
             if set {
@@ -63,7 +52,29 @@ pub(super) fn read(
         }
         return None;
     };
-    let redis_url = match RedisUrl::parse(&raw_url) {
+    let redis_url = read_redis_url(&raw_url, problems, warnings);
+    let node_name = read_node_name(raw_node, problems);
+    let fleet_key = read_fleet_key(raw_key, problems);
+    Some(FleetConfig { redis_url: redis_url?, node_name: node_name?, fleet_key: fleet_key? })
+}
+
+/// A key's trimmed text; unset, null and blank all mean "not set", anything but a string is a
+/// problem (that names the key, never the value: it may be a secret).
+fn text(map: &Map<String, Value>, key: &str, problems: &mut Vec<String>) -> Option<String> {
+    match map.get(key)? {
+        Value::String(s) if s.trim().is_empty() => None,
+        Value::String(s) => Some(s.trim().to_string()),
+        Value::Null => None,
+        _ => {
+            problems.push(format!("`{key}` must be a string"));
+            None
+        }
+    }
+}
+
+/// The parsed `redis_url`, with a warning when it crosses the network in plain text.
+fn read_redis_url(raw: &str, problems: &mut Vec<String>, warnings: &mut Vec<String>) -> Option<RedisUrl> {
+    match RedisUrl::parse(raw) {
         Ok(u) => {
             if let Some(w) = plain_text_warning(u.url()) {
                 warnings.push(w);
@@ -74,8 +85,12 @@ pub(super) fn read(
             problems.push(format!("`redis_url` {why}"));
             None
         }
-    };
-    let node_name = match raw_node {
+    }
+}
+
+/// The parsed `node_name`, or the host name when it is unset (each keeper needs a name).
+fn read_node_name(raw: Option<String>, problems: &mut Vec<String>) -> Option<NodeName> {
+    match raw {
         Some(n) => NodeName::parse(&n).map_err(|why| problems.push(format!("`node_name` {why}"))).ok(),
         None => match NodeName::from_host() {
             Ok(n) => Some(n),
@@ -84,8 +99,13 @@ pub(super) fn read(
                 None
             }
         },
-    };
-    let fleet_key = match raw_key {
+    }
+}
+
+/// The parsed `fleet_key`; missing is a problem with the fix, since Redis must never hold a
+/// usable token.
+fn read_fleet_key(raw: Option<String>, problems: &mut Vec<String>) -> Option<FleetKey> {
+    match raw {
         Some(k) => FleetKey::parse(&k).map_err(|why| problems.push(format!("`fleet_key` {why}"))).ok(),
         None => {
             problems.push(
@@ -96,8 +116,7 @@ pub(super) fn read(
             );
             None
         }
-    };
-    Some(FleetConfig { redis_url: redis_url?, node_name: node_name?, fleet_key: fleet_key? })
+    }
 }
 
 /// `redis://` to another machine sends the Redis password (not the token, which is sealed) in

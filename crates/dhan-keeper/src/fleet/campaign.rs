@@ -107,41 +107,7 @@ pub fn spawn_campaign(
                 tracing::warn!(node = %fleet.node(), "fleet lease ran out without a renewal; no longer the leader");
                 lease = None;
             }
-            let failed = match &lease {
-                None => match fleet.acquire(timing).await {
-                    Ok(got) => {
-                        if got.is_some() {
-                            tracing::info!(node = %fleet.node(), "took the fleet lease: this keeper leads");
-                        }
-                        // Redis answered: whoever holds the lease now, it is known.
-                        last_holder = got.is_some();
-                        lease = got;
-                        false
-                    }
-                    Err(e) => {
-                        tracing::debug!("fleet lease: {e}");
-                        true
-                    }
-                },
-                Some(held) if held.renew_due(Instant::now()) => match fleet.renew(held).await {
-                    Ok(Some(renewed)) => {
-                        last_holder = true;
-                        lease = Some(renewed);
-                        false
-                    }
-                    Ok(None) => {
-                        tracing::warn!(node = %fleet.node(), "the fleet lease passed to another keeper");
-                        last_holder = false;
-                        lease = None;
-                        false
-                    }
-                    Err(e) => {
-                        tracing::warn!("could not renew the fleet lease: {e}");
-                        true
-                    }
-                },
-                Some(_) => false,
-            };
+            let failed = step(&fleet, timing, &mut lease, &mut last_holder).await;
             let view = View { lease: lease.clone(), last_holder };
             tx.send_if_modified(|cur| {
                 let changed = *cur != view;
@@ -155,14 +121,59 @@ pub fn spawn_campaign(
             }
         }
         tx.send_replace(View::default());
-        if let Some(held) = lease.filter(|l| l.may_act(Instant::now())) {
-            match fleet.release(held).await {
-                Ok(_) => tracing::info!(node = %fleet.node(), "released the fleet lease"),
-                Err(e) => tracing::warn!("could not release the fleet lease (it lapses by itself): {e}"),
-            }
-        }
+        release(&fleet, lease).await;
     });
     (LeaseHandle { rx }, task)
+}
+
+/// One round of the campaign: take the lease when none is held, renew it when due. `true` when
+/// Redis could not be asked (the next round comes sooner).
+async fn step(fleet: &Fleet, timing: LeaseTiming, lease: &mut Option<Lease>, last_holder: &mut bool) -> bool {
+    match lease {
+        None => match fleet.acquire(timing).await {
+            Ok(got) => {
+                if got.is_some() {
+                    tracing::info!(node = %fleet.node(), "took the fleet lease: this keeper leads");
+                }
+                // Redis answered: whoever holds the lease now, it is known.
+                *last_holder = got.is_some();
+                *lease = got;
+                false
+            }
+            Err(e) => {
+                tracing::debug!("fleet lease: {e}");
+                true
+            }
+        },
+        Some(held) if held.renew_due(Instant::now()) => match fleet.renew(held).await {
+            Ok(Some(renewed)) => {
+                *last_holder = true;
+                *lease = Some(renewed);
+                false
+            }
+            Ok(None) => {
+                tracing::warn!(node = %fleet.node(), "the fleet lease passed to another keeper");
+                *last_holder = false;
+                *lease = None;
+                false
+            }
+            Err(e) => {
+                tracing::warn!("could not renew the fleet lease: {e}");
+                true
+            }
+        },
+        Some(_) => false,
+    }
+}
+
+/// Gives the lease back at shutdown, if it is still ours, so another keeper need not wait it out.
+async fn release(fleet: &Fleet, lease: Option<Lease>) {
+    if let Some(held) = lease.filter(|l| l.may_act(Instant::now())) {
+        match fleet.release(held).await {
+            Ok(_) => tracing::info!(node = %fleet.node(), "released the fleet lease"),
+            Err(e) => tracing::warn!("could not release the fleet lease (it lapses by itself): {e}"),
+        }
+    }
 }
 
 #[cfg(test)]

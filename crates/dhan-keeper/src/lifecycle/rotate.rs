@@ -58,22 +58,8 @@ impl Keeper {
         };
         let now = self.clock.now();
         self.forget_future_attempt(now);
-        let state = self.state.get();
         let config_id = self.cfg.credentials_id();
-        match gate::mint_gate(&state, now, self.cfg.mint_cooldown, &config_id, asker) {
-            Gate::Open => {}
-            Gate::Window { until } => {
-                return Err(RotateError::Cooldown {
-                    until,
-                    cooldown: self.cfg.mint_cooldown,
-                    refused: false,
-                    credentials: gate::credential_stop(&state, &config_id).map(|s| s.message.clone()),
-                });
-            }
-            Gate::CredentialsRefused(stop) => {
-                return Err(RotateError::CredentialsStopped { at: stop.at, message: stop.message });
-            }
-        }
+        self.gate_allows(now, &config_id, asker)?;
         // Persisted before the request, so a kill -9 mid-call still counts the attempt.
         self.state.update(|s| s.last_mint_at = Some(ist::to_ist(&now)));
         tracing::info!(why, "minting a new token with TOTP + PIN");
@@ -83,41 +69,63 @@ impl Keeper {
         self.state.update(|s| s.last_mint_at = Some(ist::to_ist(&end)));
         match result {
             Ok(minted) => self.accept(minted, TokenSource::Totp, why),
-            Err(DhanError::MintCooldown { .. }) => {
+            Err(e) => Err(self.mint_failed(e, end, config_id)),
+        }
+    }
+
+    /// Dhan's window and the credential stop, as the gate decides them for `asker`.
+    fn gate_allows(&self, now: chrono::DateTime<Utc>, config_id: &str, asker: Asker) -> Result<(), RotateError> {
+        let state = self.state.get();
+        match gate::mint_gate(&state, now, self.cfg.mint_cooldown, config_id, asker) {
+            Gate::Open => Ok(()),
+            Gate::Window { until } => Err(RotateError::Cooldown {
+                until,
+                cooldown: self.cfg.mint_cooldown,
+                refused: false,
+                credentials: gate::credential_stop(&state, config_id).map(|s| s.message.clone()),
+            }),
+            Gate::CredentialsRefused(stop) => {
+                Err(RotateError::CredentialsStopped { at: stop.at, message: stop.message })
+            }
+        }
+    }
+
+    /// What a failed mint means: a wait (Dhan's window, restarted by the refusal), a credential
+    /// stop (a refused PIN, or two attempts' TOTP codes refused), or a failure to retry.
+    fn mint_failed(&self, e: DhanError, end: chrono::DateTime<Utc>, config_id: String) -> RotateError {
+        match e {
+            DhanError::MintCooldown { .. } => {
                 let until = end + super::chrono(self.cfg.mint_cooldown);
                 tracing::warn!(
                     next_attempt = %ist::human_secs(&ist::to_ist(&until)),
                     "Dhan refused the mint: inside its one-token window, which a refusal restarts; waiting the full mint_cooldown"
                 );
-                Err(RotateError::Cooldown { until, cooldown: self.cfg.mint_cooldown, refused: true, credentials: None })
+                RotateError::Cooldown { until, cooldown: self.cfg.mint_cooldown, refused: true, credentials: None }
             }
-            Err(DhanError::InvalidTotp) => {
+            DhanError::InvalidTotp => {
                 self.set_live(|l| l.totp_refusals += 1);
                 if self.live().totp_refusals < 2 {
-                    return Err(DhanError::InvalidTotp.into());
+                    return DhanError::InvalidTotp.into();
                 }
                 // Four codes over two attempts refused: a wrong totp_secret (or a clock far off),
                 // not a window edge. Retrying sends the PIN again and again; stop like a wrong PIN.
                 let message = "Dhan refused the TOTP codes of two attempts in a row (\"Invalid TOTP\"): totp_secret is \
                                probably not the one set up on Dhan Web, or this machine's clock is off (dhan-keeper check)"
                     .to_string();
-                tracing::error!(%message, "automatic minting stops until the config changes or the admin asks for a token");
-                self.state.update(|s| {
-                    s.credentials_refused =
-                        Some(CredentialStop { at: ist::to_ist(&end), message: message.clone(), config_id });
-                });
-                Err(DhanError::BadCredentials { message }.into())
+                self.stop_minting(end, message, config_id)
             }
-            Err(DhanError::BadCredentials { message }) => {
-                tracing::error!(%message, "Dhan refused the credentials; automatic minting stops until the config changes or the admin asks for a token");
-                self.state.update(|s| {
-                    s.credentials_refused =
-                        Some(CredentialStop { at: ist::to_ist(&end), message: message.clone(), config_id });
-                });
-                Err(DhanError::BadCredentials { message }.into())
-            }
-            Err(e) => Err(e.into()),
+            DhanError::BadCredentials { message } => self.stop_minting(end, message, config_id),
+            e => e.into(),
         }
+    }
+
+    /// Records a credential stop: automatic minting waits for a changed config or the admin.
+    fn stop_minting(&self, end: chrono::DateTime<Utc>, message: String, config_id: String) -> RotateError {
+        tracing::error!(%message, "Dhan refused the credentials; automatic minting stops until the config changes or the admin asks for a token");
+        self.state.update(|s| {
+            s.credentials_refused = Some(CredentialStop { at: ist::to_ist(&end), message: message.clone(), config_id });
+        });
+        DhanError::BadCredentials { message }.into()
     }
 
     /// A last-attempt instant persisted in the future (the clock was ahead when it was written)

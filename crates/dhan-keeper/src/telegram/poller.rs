@@ -102,34 +102,60 @@ pub async fn poll<H, Fut>(
         // The whole batch's offset is saved once, before any of it is handled (handlers run
         // after this loop yields anyway): one state write per batch, not per update, so a flood
         // of updates costs no disk round trip each.
-        let mut fresh = Vec::with_capacity(updates.len());
-        for raw in updates {
-            let Some(id) = raw.get("update_id").and_then(serde_json::Value::as_i64) else {
-                tracing::warn!("Telegram sent an update without an update_id; skipped");
-                continue;
-            };
-            if id < offset || handled.is_some_and(|h| id <= h) {
-                continue; // already handled (Telegram re-sent it before our confirmation landed)
-            }
-            handled = Some(id);
-            offset = id.saturating_add(1);
-            fresh.push((id, raw));
-        }
+        let fresh = fresh_updates(updates, &mut offset, &mut handled);
         if !fresh.is_empty() {
             save_offset(offset);
         }
-        let mut batch = Vec::with_capacity(fresh.len());
-        for (id, raw) in fresh {
-            match BotClient::decode(raw) {
-                Ok(update) => {
-                    let handler = Arc::clone(&handler);
-                    batch.push((id, tasks.spawn(async move { handler(update).await })));
-                }
-                Err(e) => tracing::warn!(update_id = id, error = %e, "skipped an update that does not decode"),
-            }
-        }
+        let batch = spawn_handlers(fresh, &handler, tasks);
         answer_first(batch, tasks).await;
     }
+}
+
+/// The updates of a batch not handled yet, advancing `offset` past them. At the top of the id
+/// range the offset cannot move past an update, so Telegram keeps re-sending it; `handled`
+/// (the highest id this process handled) keeps it from being handled again.
+fn fresh_updates(
+    updates: Vec<serde_json::Value>,
+    offset: &mut i64,
+    handled: &mut Option<i64>,
+) -> Vec<(i64, serde_json::Value)> {
+    let mut fresh = Vec::with_capacity(updates.len());
+    for raw in updates {
+        let Some(id) = raw.get("update_id").and_then(serde_json::Value::as_i64) else {
+            tracing::warn!("Telegram sent an update without an update_id; skipped");
+            continue;
+        };
+        if id < *offset || handled.is_some_and(|h| id <= h) {
+            continue; // already handled (Telegram re-sent it before our confirmation landed)
+        }
+        *handled = Some(id);
+        *offset = id.saturating_add(1);
+        fresh.push((id, raw));
+    }
+    fresh
+}
+
+/// Starts a tracked handler task per update that decodes; one that does not is skipped.
+fn spawn_handlers<H, Fut>(
+    fresh: Vec<(i64, serde_json::Value)>,
+    handler: &Arc<H>,
+    tasks: &tokio_util::task::TaskTracker,
+) -> Vec<(i64, tokio::task::JoinHandle<()>)>
+where
+    H: Fn(Update) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let mut batch = Vec::with_capacity(fresh.len());
+    for (id, raw) in fresh {
+        match BotClient::decode(raw) {
+            Ok(update) => {
+                let handler = Arc::clone(handler);
+                batch.push((id, tasks.spawn(async move { handler(update).await })));
+            }
+            Err(e) => tracing::warn!(update_id = id, error = %e, "skipped an update that does not decode"),
+        }
+    }
+    batch
 }
 
 /// A batch larger than this is a flood (strangers, a backlog after an outage): its handlers run
