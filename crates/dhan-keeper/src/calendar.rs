@@ -135,68 +135,86 @@ impl Calendar {
         }
     }
 
+    /// Applies one non-blank, comment-free line; the entry kind picks the handler, and each
+    /// handler checks its own fields so the message names what that kind of line needs.
     fn apply_line(&mut self, line: &str) -> Result<(), String> {
         let (kind, rest) = word(line);
         let (seg, rest) = word(rest);
         match kind.unwrap_or_default() {
-            "valid" => {
-                let segs = segments(seg)?;
-                let (a, rest) = word(rest);
-                let (b, rest) = word(rest);
-                let (from, to) = (date(a)?, date(b)?);
-                if from > to || !rest.is_empty() {
-                    return Err("`valid SEG FROM TO` needs FROM on or before TO and nothing after".into());
-                }
-                for s in segs.iter() {
-                    let e = self.valid.entry(s).or_insert((from, to));
-                    *e = (e.0.min(from), e.1.max(to));
-                }
-            }
-            "hours" => {
-                let segs = segments(seg)?;
-                let (a, rest) = word(rest);
-                let (b, rest) = word(rest);
-                let (t, rest) = word(rest);
-                let (from, to) = (date(a)?, date(b)?);
-                let (open, close) = span(t)?;
-                if from > to || !rest.is_empty() {
-                    return Err("`hours SEG FROM TO HH:MM-HH:MM` needs FROM on or before TO and nothing after".into());
-                }
-                for segment in segs.iter() {
-                    self.hours.push(Hours { segment, from, to, open, close });
-                }
-            }
-            "closed" => {
-                let segs = segments(seg)?;
-                let (d, name) = word(rest);
-                let d = date(d)?;
-                if name.is_empty() {
-                    return Err("a `closed` entry needs the holiday's name after the date".into());
-                }
-                for s in segs.iter() {
-                    let day = self.days.entry((s, d)).or_default();
-                    day.sessions.clear();
-                    day.closed = Some(name.to_string());
-                }
-            }
-            "session" => {
-                let segs = segments(seg)?;
-                let (d, rest) = word(rest);
-                let (t, name) = word(rest);
-                let d = date(d)?;
-                let (open, close) = span(t)?;
-                if name.is_empty() {
-                    return Err("a `session` entry needs a name after the times, like `Muhurat trading`".into());
-                }
-                for s in segs.iter() {
-                    self.days.entry((s, d)).or_default().sessions.push((open, close, name.to_string()));
-                }
-            }
+            "valid" => self.apply_valid(seg, rest),
+            "hours" => self.apply_hours(seg, rest),
+            "closed" => self.apply_closed(seg, rest),
+            "session" => self.apply_session(seg, rest),
             "source" => {
                 segments(seg)?;
                 self.sources.push(line.to_string());
+                Ok(())
             }
-            other => return Err(format!("unknown entry {other:?}; {FORMAT_HINT}")),
+            other => Err(format!("unknown entry {other:?}; {FORMAT_HINT}")),
+        }
+    }
+
+    /// `valid SEG FROM TO`: widens the span the data covers, so overlapping files only extend it.
+    fn apply_valid(&mut self, seg: Option<&str>, rest: &str) -> Result<(), String> {
+        let segs = segments(seg)?;
+        let (a, rest) = word(rest);
+        let (b, rest) = word(rest);
+        let (from, to) = (date(a)?, date(b)?);
+        if from > to || !rest.is_empty() {
+            return Err("`valid SEG FROM TO` needs FROM on or before TO and nothing after".into());
+        }
+        for s in segs.iter() {
+            let e = self.valid.entry(s).or_insert((from, to));
+            *e = (e.0.min(from), e.1.max(to));
+        }
+        Ok(())
+    }
+
+    /// `hours SEG FROM TO HH:MM-HH:MM`: appended, so a later line overrides an earlier one.
+    fn apply_hours(&mut self, seg: Option<&str>, rest: &str) -> Result<(), String> {
+        let segs = segments(seg)?;
+        let (a, rest) = word(rest);
+        let (b, rest) = word(rest);
+        let (t, rest) = word(rest);
+        let (from, to) = (date(a)?, date(b)?);
+        let (open, close) = span(t)?;
+        if from > to || !rest.is_empty() {
+            return Err("`hours SEG FROM TO HH:MM-HH:MM` needs FROM on or before TO and nothing after".into());
+        }
+        for segment in segs.iter() {
+            self.hours.push(Hours { segment, from, to, open, close });
+        }
+        Ok(())
+    }
+
+    /// `closed SEG DATE NAME`: a holiday replaces any sessions an earlier line gave that day.
+    fn apply_closed(&mut self, seg: Option<&str>, rest: &str) -> Result<(), String> {
+        let segs = segments(seg)?;
+        let (d, name) = word(rest);
+        let d = date(d)?;
+        if name.is_empty() {
+            return Err("a `closed` entry needs the holiday's name after the date".into());
+        }
+        for s in segs.iter() {
+            let day = self.days.entry((s, d)).or_default();
+            day.sessions.clear();
+            day.closed = Some(name.to_string());
+        }
+        Ok(())
+    }
+
+    /// `session SEG DATE HH:MM-HH:MM NAME`: a special session (Muhurat, Budget day) adds to the day.
+    fn apply_session(&mut self, seg: Option<&str>, rest: &str) -> Result<(), String> {
+        let segs = segments(seg)?;
+        let (d, rest) = word(rest);
+        let (t, name) = word(rest);
+        let d = date(d)?;
+        let (open, close) = span(t)?;
+        if name.is_empty() {
+            return Err("a `session` entry needs a name after the times, like `Muhurat trading`".into());
+        }
+        for s in segs.iter() {
+            self.days.entry((s, d)).or_default().sessions.push((open, close, name.to_string()));
         }
         Ok(())
     }
