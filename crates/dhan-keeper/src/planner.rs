@@ -106,10 +106,15 @@ fn chrono(d: Duration) -> chrono::Duration {
 /// The retry instant for a failure streak: the backoff from the last failure, with jitter fixed
 /// by that failure's instant (so the plan does not move each time the loop wakes). A failure
 /// stamped in the future (the clock went back) counts as now.
-pub fn next_retry(s: &Snapshot, cfg: &PolicyConfig) -> Option<DateTime<Utc>> {
-    let at = s.last_failure_at?.min(s.now);
+pub fn next_retry(
+    failures: u32,
+    last_failure_at: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+    cfg: &PolicyConfig,
+) -> Option<DateTime<Utc>> {
+    let at = last_failure_at?.min(now);
     let jitter = f64::from(at.timestamp_subsec_nanos() % 1000) / 1000.0;
-    at.checked_add_signed(chrono(policy::backoff(s.failures, jitter, cfg)))
+    at.checked_add_signed(chrono(policy::backoff(failures, jitter, cfg)))
 }
 
 /// When the next rotation is due: renewal of a token Dhan renews, else a mint behind the gate;
@@ -120,7 +125,7 @@ pub fn rotation_due(s: &Snapshot, cfg: &PolicyConfig) -> Option<DateTime<Utc>> {
         return None;
     }
     let mut due = policy::next_rotation(s.now, s.usable.map(|u| u.expires_at), None, cfg);
-    if let Some(retry) = next_retry(s, cfg) {
+    if let Some(retry) = next_retry(s.failures, s.last_failure_at, s.now, cfg) {
         due = due.max(retry);
     }
     if let (false, Gate::Window { until }) = (renew, &s.gate) {

@@ -154,13 +154,7 @@ pub(crate) fn plan(
         }
         None => "Market hours off: rotation at any time".to_string(),
     }];
-    let when = |t: DateTime<Utc>| {
-        if t <= now {
-            "now".to_string()
-        } else {
-            format!("{} (in {})", ist::human_far(&ist::to_ist(&t), &now), ist::human_duration(t - now))
-        }
-    };
+    let when = |t: DateTime<Utc>| crate::replies::when(t, now);
     let live = token.filter(|t| !t.is_expired(now));
     let exp = live.map(|t| t.expires_at.with_timezone(&Utc));
     let stop = crate::state::StateFile::peek(&cfg.token_file)

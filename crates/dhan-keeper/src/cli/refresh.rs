@@ -7,11 +7,11 @@ use anyhow::{Context, bail};
 use crate::clock::Clock;
 use crate::config::{Config, Mode};
 use crate::dhan::DhanError;
-use crate::gate::{self, Asker, Gate};
+use crate::gate::Asker;
 use crate::ist;
-use crate::lifecycle::RotateError;
+use crate::lifecycle::{gate_error, mint_refused};
 use crate::mint::{MintSaveError, mint_and_save};
-use crate::state::{CredentialStop, StateFile};
+use crate::state::StateFile;
 use crate::token::{InstanceLock, StoreError, Token, TokenSource, TokenStore};
 
 /// Mints a token with TOTP + PIN and saves it. The previous token dies at Dhan the moment the new
@@ -44,16 +44,8 @@ pub async fn refresh(cfg: &Config, clock: &dyn Clock) -> anyhow::Result<ExitCode
             });
             token
         }
-        Err(MintSaveError::Dhan(DhanError::BadCredentials { message })) => {
-            state.update(|s| {
-                s.credentials_refused =
-                    Some(CredentialStop { at: ist::to_ist(&end), message: message.clone(), config_id });
-            });
-            return Err(DhanError::BadCredentials { message }.into());
-        }
-        Err(MintSaveError::Dhan(DhanError::MintCooldown { .. })) => {
-            let until = end + chrono::Duration::from_std(cfg.mint_cooldown).unwrap_or_default();
-            bail!("{}", RotateError::Cooldown { until, cooldown: cfg.mint_cooldown, refused: true, credentials: None });
+        Err(MintSaveError::Dhan(e @ (DhanError::BadCredentials { .. } | DhanError::MintCooldown { .. }))) => {
+            return Err(mint_refused(&state, e, end, cfg.mint_cooldown, &config_id).into());
         }
         Err(MintSaveError::Store { source, token }) => {
             // The old token died when Dhan issued this one: losing it too would leave nothing.
@@ -104,9 +96,5 @@ fn window_allows(
     if let Some(Token { source: Some(TokenSource::Totp), obtained_at: Some(at), .. }) = previous {
         view.last_mint_at = view.last_mint_at.max(Some(*at));
     }
-    if let Gate::Window { until } = gate::mint_gate(&view, now, cfg.mint_cooldown, config_id, Asker::Admin) {
-        let credentials = gate::credential_stop(&view, config_id).map(|s| s.message.clone());
-        bail!("{}", RotateError::Cooldown { until, cooldown: cfg.mint_cooldown, refused: false, credentials });
-    }
-    Ok(())
+    Ok(gate_error(&view, now, cfg.mint_cooldown, config_id, Asker::Admin)?)
 }

@@ -110,11 +110,6 @@ fn health_of(token_file: &Path) -> Option<TokenHealth> {
 
 /// What to do about a missing, expired or rejected token, given who holds the lock and whether
 /// automatic minting was stopped after Dhan refused the credentials.
-#[cfg(test)]
-fn advice(holder: Option<&str>) -> String {
-    advice_with(holder, None)
-}
-
 fn advice_with(holder: Option<&str>, stop: Option<&crate::state::CredentialStop>) -> String {
     if let Some(stop) = stop {
         return format!(
@@ -336,9 +331,9 @@ mod tests {
         let held = crate::token::InstanceLock::acquire(&dir.path().join("dhan_token.json.lock"), "run").expect("lock");
         let holder = lock_holder(&file).expect("held");
         assert!(holder.starts_with("pid ") && holder.contains("run"), "{holder}");
-        assert!(advice(Some(&holder)).contains("running daemon"));
+        assert!(advice_with(Some(&holder), None).contains("running daemon"));
         drop(held);
         assert_eq!(lock_holder(&file), None);
-        assert!(advice(None).contains("dhan-keeper run"));
+        assert!(advice_with(None, None).contains("dhan-keeper run"));
     }
 }

@@ -26,6 +26,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
 
+pub(crate) use rotate::{gate_error, mint_refused};
 pub use run::run;
 pub use status::{Live, RotateError, Suspicion};
 pub use view::{TokenSummary, View};
@@ -55,6 +56,8 @@ pub const REPROBES: u32 = 2;
 #[derive(Debug)]
 pub struct Keeper {
     cfg: Config,
+    /// [`Config::credentials_id`], computed once: the config never changes while it runs.
+    config_id: String,
     policy: PolicyConfig,
     dhan: DhanClient,
     store: TokenStore,
@@ -85,6 +88,7 @@ impl Keeper {
         let state = StateFile::load(StateFile::path_for(&cfg.token_file));
         Self {
             policy: PolicyConfig::from_config(&cfg),
+            config_id: cfg.credentials_id(),
             cfg,
             dhan,
             store,
@@ -150,7 +154,7 @@ impl Keeper {
 
     /// The credential stop that applies to this config, if any.
     pub fn credential_stop(&self) -> Option<crate::state::CredentialStop> {
-        crate::gate::credential_stop(&self.state.get(), &self.cfg.credentials_id()).cloned()
+        crate::gate::credential_stop(&self.state.get(), &self.config_id).cloned()
     }
 
     /// The current token, if any.
@@ -348,14 +352,9 @@ impl Keeper {
             self.alert(alerts::credentials_stopped(&text, left), buttons);
         } else {
             let live = self.live();
-            self.alert(alerts::failing(live.failures, &text, self.next_retry_fixed(&live), left), buttons);
+            let next = crate::planner::next_retry(live.failures, live.last_failure_at, now, &self.policy);
+            self.alert(alerts::failing(live.failures, &text, next, left), buttons);
         }
-    }
-
-    /// The retry instant for the current failure streak (see [`crate::planner::next_retry`]).
-    fn next_retry_fixed(&self, _live: &Live) -> Option<DateTime<Utc>> {
-        let now = self.clock.now();
-        crate::planner::next_retry(&self.snapshot(now), &self.policy)
     }
 }
 

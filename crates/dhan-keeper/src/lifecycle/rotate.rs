@@ -8,12 +8,14 @@
 
 use chrono::Utc;
 
-use super::{Keeper, RotateError, is_web_token};
+use std::time::Duration;
+
+use super::{Keeper, RotateError};
 use crate::dhan::{DhanError, Minted};
 use crate::gate::{self, Asker, Gate};
 use crate::ist;
 use crate::mint::mint_with_totp;
-use crate::state::CredentialStop;
+use crate::state::{CredentialStop, DaemonState, StateFile};
 use crate::token::{Token, TokenSource};
 
 impl Keeper {
@@ -58,8 +60,8 @@ impl Keeper {
         };
         let now = self.clock.now();
         self.forget_future_attempt(now);
-        let config_id = self.cfg.credentials_id();
-        self.gate_allows(now, &config_id, asker)?;
+        let config_id = self.config_id.clone();
+        gate_error(&self.state.get(), now, self.cfg.mint_cooldown, &config_id, asker)?;
         // Persisted before the request, so a kill -9 mid-call still counts the attempt.
         self.state.update(|s| s.last_mint_at = Some(ist::to_ist(&now)));
         tracing::info!(why, "minting a new token with TOTP + PIN");
@@ -73,59 +75,25 @@ impl Keeper {
         }
     }
 
-    /// Dhan's window and the credential stop, as the gate decides them for `asker`.
-    fn gate_allows(&self, now: chrono::DateTime<Utc>, config_id: &str, asker: Asker) -> Result<(), RotateError> {
-        let state = self.state.get();
-        match gate::mint_gate(&state, now, self.cfg.mint_cooldown, config_id, asker) {
-            Gate::Open => Ok(()),
-            Gate::Window { until } => Err(RotateError::Cooldown {
-                until,
-                cooldown: self.cfg.mint_cooldown,
-                refused: false,
-                credentials: gate::credential_stop(&state, config_id).map(|s| s.message.clone()),
-            }),
-            Gate::CredentialsRefused(stop) => {
-                Err(RotateError::CredentialsStopped { at: stop.at, message: stop.message })
-            }
-        }
-    }
-
-    /// What a failed mint means: a wait (Dhan's window, restarted by the refusal), a credential
-    /// stop (a refused PIN, or two attempts' TOTP codes refused), or a failure to retry.
+    /// What a failed mint means. Two attempts in a row whose TOTP codes Dhan refused (four
+    /// codes) are a wrong `totp_secret` or a clock far off, not a window edge: retrying sends the
+    /// PIN again and again, so they stop minting like a wrong PIN. The rest is [`mint_refused`].
     fn mint_failed(&self, e: DhanError, end: chrono::DateTime<Utc>, config_id: String) -> RotateError {
-        match e {
-            DhanError::MintCooldown { .. } => {
-                let until = end + super::chrono(self.cfg.mint_cooldown);
-                tracing::warn!(
-                    next_attempt = %ist::human_secs(&ist::to_ist(&until)),
-                    "Dhan refused the mint: inside its one-token window, which a refusal restarts; waiting the full mint_cooldown"
-                );
-                RotateError::Cooldown { until, cooldown: self.cfg.mint_cooldown, refused: true, credentials: None }
-            }
+        let e = match e {
             DhanError::InvalidTotp => {
                 self.set_live(|l| l.totp_refusals += 1);
                 if self.live().totp_refusals < 2 {
                     return DhanError::InvalidTotp.into();
                 }
-                // Four codes over two attempts refused: a wrong totp_secret (or a clock far off),
-                // not a window edge. Retrying sends the PIN again and again; stop like a wrong PIN.
-                let message = "Dhan refused the TOTP codes of two attempts in a row (\"Invalid TOTP\"): totp_secret is \
-                               probably not the one set up on Dhan Web, or this machine's clock is off (dhan-keeper check)"
-                    .to_string();
-                self.stop_minting(end, message, config_id)
+                DhanError::BadCredentials {
+                    message: "Dhan refused the TOTP codes of two attempts in a row (\"Invalid TOTP\"): totp_secret is \
+                              probably not the one set up on Dhan Web, or this machine's clock is off (dhan-keeper check)"
+                        .to_string(),
+                }
             }
-            DhanError::BadCredentials { message } => self.stop_minting(end, message, config_id),
-            e => e.into(),
-        }
-    }
-
-    /// Records a credential stop: automatic minting waits for a changed config or the admin.
-    fn stop_minting(&self, end: chrono::DateTime<Utc>, message: String, config_id: String) -> RotateError {
-        tracing::error!(%message, "Dhan refused the credentials; automatic minting stops until the config changes or the admin asks for a token");
-        self.state.update(|s| {
-            s.credentials_refused = Some(CredentialStop { at: ist::to_ist(&end), message: message.clone(), config_id });
-        });
-        DhanError::BadCredentials { message }.into()
+            other => other,
+        };
+        mint_refused(&self.state, e, end, self.cfg.mint_cooldown, &config_id)
     }
 
     /// A last-attempt instant persisted in the future (the clock was ahead when it was written)
@@ -176,9 +144,55 @@ impl Keeper {
         let consent = self.dhan.generate_consent(key, secret).await?;
         Ok(self.dhan.consent_login_url(&consent).to_string())
     }
+}
 
-    /// Whether the current token is a Dhan Web (`SELF`) token.
-    pub fn holds_web_token(&self) -> bool {
-        self.token().is_some_and(|t| is_web_token(&t))
+/// The gate's answer as the error to report, for the daemon and `dhan-keeper refresh` alike: a
+/// wait names a credential refusal rather than hiding it.
+pub(crate) fn gate_error(
+    state: &DaemonState,
+    now: chrono::DateTime<Utc>,
+    cooldown: Duration,
+    config_id: &str,
+    asker: Asker,
+) -> Result<(), RotateError> {
+    match gate::mint_gate(state, now, cooldown, config_id, asker) {
+        Gate::Open => Ok(()),
+        Gate::Window { until } => Err(RotateError::Cooldown {
+            until,
+            cooldown,
+            refused: false,
+            credentials: gate::credential_stop(state, config_id).map(|s| s.message.clone()),
+        }),
+        Gate::CredentialsRefused(stop) => Err(RotateError::CredentialsStopped { at: stop.at, message: stop.message }),
+    }
+}
+
+/// What Dhan's refusal of a mint (at `end`) means, for the daemon and `dhan-keeper refresh`
+/// alike: inside the window, a wait of the full `cooldown` (a refusal restarts Dhan's window);
+/// refused credentials, a persisted stop of automatic minting; anything else, as it is.
+pub(crate) fn mint_refused(
+    state: &StateFile,
+    e: DhanError,
+    end: chrono::DateTime<Utc>,
+    cooldown: Duration,
+    config_id: &str,
+) -> RotateError {
+    match e {
+        DhanError::MintCooldown { .. } => {
+            let until = end + super::chrono(cooldown);
+            tracing::warn!(
+                next_attempt = %ist::human_secs(&ist::to_ist(&until)),
+                "Dhan refused the mint: inside its one-token window, which a refusal restarts; waiting the full mint_cooldown"
+            );
+            RotateError::Cooldown { until, cooldown, refused: true, credentials: None }
+        }
+        DhanError::BadCredentials { message } => {
+            tracing::error!(%message, "Dhan refused the credentials; automatic minting stops until the config changes or the admin asks for a token");
+            let stop =
+                CredentialStop { at: ist::to_ist(&end), message: message.clone(), config_id: config_id.to_string() };
+            state.update(|s| s.credentials_refused = Some(stop));
+            DhanError::BadCredentials { message }.into()
+        }
+        other => other.into(),
     }
 }

@@ -37,7 +37,7 @@ impl Keeper {
             ip_checked_at: live.ip_checked_at,
             failures: live.failures,
             last_failure_at: live.last_failure_at,
-            gate: gate::mint_gate(&state, now, self.cfg.mint_cooldown, &self.cfg.credentials_id(), Asker::Schedule),
+            gate: gate::mint_gate(&state, now, self.cfg.mint_cooldown, &self.config_id, Asker::Schedule),
             alerts_enabled: self.alert_chat().is_some(),
             alert_sent: state
                 .alerted

@@ -99,7 +99,7 @@ impl Keeper {
             dhan_reachable: live.dhan_reachable,
             ip: live.ip,
             paused: state.paused,
-            credential_stop: crate::gate::credential_stop(&state, &self.cfg.credentials_id()).cloned(),
+            credential_stop: crate::gate::credential_stop(&state, &self.config_id).cloned(),
             last_attempt: state.last_attempt,
             next_rotation: live.next_rotation,
             next_alert: live.next_alert,

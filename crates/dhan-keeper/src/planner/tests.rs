@@ -197,6 +197,6 @@ fn consent_mode_runs_the_whole_ladder_and_a_failure_in_the_future_counts_as_now(
     let mut s = healthy();
     s.failures = 3;
     s.last_failure_at = Some(at("2026-12-01T10:00:00Z"));
-    let retry = next_retry(&s, &cfg()).unwrap_or_default();
+    let retry = next_retry(s.failures, s.last_failure_at, s.now, &cfg()).unwrap_or_default();
     assert!(retry > s.now && retry <= s.now + chrono::Duration::seconds(20), "{retry}");
 }
