@@ -8,9 +8,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::SharedClock;
 use crate::commands::{Bot, COMMANDS};
-use crate::config::Config;
+use crate::config::{Accounts, Config};
 use crate::dhan::DhanError;
-use crate::lifecycle::{self, Keeper};
+use crate::lifecycle::{self, Keeper, Keepers};
 use crate::telegram::{BotClient, Outbox, outbox, poller};
 use crate::token::{InstanceLock, LockError, StoreError, Token, TokenStore};
 
@@ -29,6 +29,17 @@ pub enum AppError {
     /// The Telegram client could not be built.
     #[error(transparent)]
     Telegram(#[from] crate::telegram::TgError),
+    /// One account of several could not start.
+    #[error("account {label}: {source}")]
+    Account {
+        /// The account's label.
+        label: String,
+        /// Why.
+        source: Box<AppError>,
+    },
+    /// The config lists no account (the config loader refuses that first).
+    #[error("the config lists no account")]
+    NoAccounts,
     /// `http_listen` could not be bound.
     #[error("cannot listen on http_listen {addr}: {source}; is another process using that port?")]
     Listen {
@@ -42,12 +53,14 @@ pub enum AppError {
 /// What `run` started, for callers that want to talk to it (tests, the demo).
 #[derive(Debug)]
 pub struct Running {
-    /// The keeper.
+    /// The first account's keeper (the only one in a classic config).
     pub keeper: Arc<Keeper>,
+    /// Every account's keeper.
+    pub keepers: Keepers,
     /// Where the HTTP endpoint listens, if configured.
     pub http: Option<SocketAddr>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
-    _lock: InstanceLock,
+    _locks: Vec<InstanceLock>,
 }
 
 /// How long shutdown waits for the work in flight (a hook, a handler) before it gives up on it.
@@ -55,30 +68,40 @@ pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(3
 
 impl Running {
     /// Waits for every task to stop (after `shutdown` was cancelled): the loops, then, for at
-    /// most [`SHUTDOWN_GRACE`], the tasks they spawned (hooks, update handlers).
+    /// most [`SHUTDOWN_GRACE`] in all, the tasks they spawned (hooks, update handlers).
     pub async fn join(self) {
         for t in self.tasks {
             let _ = t.await;
         }
-        let spawned = self.keeper.tasks();
-        spawned.close();
-        if tokio::time::timeout(SHUTDOWN_GRACE, spawned.wait()).await.is_err() {
-            tracing::warn!(
-                left = spawned.len(),
-                "stopping with work still running (an on_refresh hook or a command); it is abandoned"
-            );
+        let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+        for k in self.keepers.all() {
+            let spawned = k.tasks();
+            spawned.close();
+            if tokio::time::timeout_at(deadline, spawned.wait()).await.is_err() {
+                tracing::warn!(
+                    left = spawned.len(),
+                    "stopping with work still running (an on_refresh hook or a command); it is abandoned"
+                );
+            }
         }
     }
 }
 
-/// Starts everything; returns once it is running. Cancel `shutdown` to stop it.
+/// Starts everything for one account (a classic config); returns once it is running. Cancel
+/// `shutdown` to stop it.
 pub async fn start(cfg: Config, clock: SharedClock, shutdown: CancellationToken) -> Result<Running, AppError> {
-    let lock = InstanceLock::acquire(&cfg.lock_file(), "run")?;
-    let dhan = crate::cli::dhan_client(&cfg)?;
-    let token = saved_token(&cfg, clock.now())?;
-    let mut tasks = Vec::new();
-    let telegram = match (&cfg.telegram_bot_token, cfg.telegram_chat_id) {
-        (Some(bot_token), Some(_)) => Some(BotClient::new(&cfg.telegram_api_url, bot_token)?),
+    start_accounts(Accounts::one(cfg), clock, shutdown).await
+}
+
+/// Starts a keeper for every account, and the bot and HTTP endpoint they share.
+pub async fn start_accounts(
+    accounts: Accounts,
+    clock: SharedClock,
+    shutdown: CancellationToken,
+) -> Result<Running, AppError> {
+    let shared = accounts.list.first().map(|a| a.config.clone()).ok_or(AppError::NoAccounts)?;
+    let telegram = match (&shared.telegram_bot_token, shared.telegram_chat_id) {
+        (Some(bot_token), Some(_)) => Some(BotClient::new(&shared.telegram_api_url, bot_token)?),
         _ => None,
     };
     let (outbox, rx) = match &telegram {
@@ -88,18 +111,17 @@ pub async fn start(cfg: Config, clock: SharedClock, shutdown: CancellationToken)
         }
         None => (Outbox::disabled(), None),
     };
-    // The saved token is checked with Dhan by the loop's first pass (`Keeper::verify`), like every
-    // later check: start-up does not wait for Dhan, and a restart never mints while it is alive.
-    let keeper = Arc::new(Keeper::new(cfg, dhan, clock, outbox.clone(), token));
+    let (keepers, locks) = keepers(accounts, &clock, &outbox)?;
+    let mut tasks = Vec::new();
     if let (Some(client), Some(rx)) = (telegram, rx) {
         tasks.push(tokio::spawn(outbox::run_sender(client.clone(), rx, outbox.clone(), shutdown.clone())));
-        tasks.push(tokio::spawn(telegram_loop(client, Arc::clone(&keeper), outbox, shutdown.clone())));
+        tasks.push(tokio::spawn(telegram_loop(client, keepers.clone(), outbox, shutdown.clone())));
     } else {
         tracing::info!("Telegram is not configured (telegram_bot_token + telegram_chat_id); alerts go to the log only");
     }
-    let http = match keeper.config().http_listen {
+    let http = match shared.http_listen {
         Some(addr) => {
-            let (local, task) = crate::serve::bind(addr, Arc::clone(&keeper), shutdown.clone())
+            let (local, task) = crate::serve::bind(addr, keepers.clone(), shutdown.clone())
                 .await
                 .map_err(|source| AppError::Listen { addr, source })?;
             tracing::info!(%local, "serving /healthz, /metrics and /token");
@@ -108,12 +130,44 @@ pub async fn start(cfg: Config, clock: SharedClock, shutdown: CancellationToken)
         }
         None => None,
     };
-    keeper.calendar_notice();
-    keeper.credential_stop_notice();
-    tasks.push(tokio::spawn(clock_check(Arc::clone(&keeper), shutdown.clone())));
-    tasks.push(tokio::spawn(crate::watch::run(Arc::clone(&keeper), shutdown.clone())));
-    tasks.push(tokio::spawn(lifecycle::run(Arc::clone(&keeper), shutdown)));
-    Ok(Running { keeper, http, tasks, _lock: lock })
+    let first = Arc::clone(keepers.first());
+    // The calendar and the machine's clock are shared: noticed once.
+    first.calendar_notice();
+    tasks.push(tokio::spawn(clock_check(Arc::clone(&first), shutdown.clone())));
+    for keeper in keepers.all() {
+        keeper.credential_stop_notice();
+        tasks.push(tokio::spawn(crate::watch::run(Arc::clone(keeper), shutdown.clone())));
+        tasks.push(tokio::spawn(lifecycle::run(Arc::clone(keeper), shutdown.clone())));
+    }
+    Ok(Running { keeper: first, keepers, http, tasks, _locks: locks })
+}
+
+/// One keeper per account, each with its own lock, Dhan client (and source address) and saved
+/// token. A problem names the account when there are several.
+fn keepers(accounts: Accounts, clock: &SharedClock, outbox: &Outbox) -> Result<(Keepers, Vec<InstanceLock>), AppError> {
+    let listed = accounts.listed;
+    let mut locks = Vec::new();
+    let mut list = Vec::new();
+    for a in accounts.list {
+        let label = a.label.clone();
+        let named =
+            |e: AppError| if listed { AppError::Account { label: label.to_string(), source: Box::new(e) } } else { e };
+        let lock = InstanceLock::acquire(&a.config.lock_file(), "run").map_err(|e| named(e.into()))?;
+        let dhan = crate::cli::dhan_client(&a.config).map_err(|e| named(e.into()))?;
+        // The saved token is checked with Dhan by the loop's first pass (`Keeper::verify`), like
+        // every later check: start-up does not wait for Dhan, and a restart never mints while
+        // it is alive.
+        let token = saved_token(&a.config, clock.now()).map_err(named)?;
+        let mut keeper = Keeper::new(a.config, dhan, Arc::clone(clock), outbox.clone(), token);
+        if listed {
+            keeper = keeper.for_account(a.label, a.alert_chat_id);
+        }
+        locks.push(lock);
+        list.push(Arc::new(keeper));
+    }
+    let mut list = list.into_iter();
+    let first = list.next().ok_or(AppError::NoAccounts)?;
+    Ok((Keepers::new(first, list.collect()), locks))
 }
 
 /// The token file as the last run (or a crash) left it: a newer token left in a temp file is
@@ -171,12 +225,13 @@ fn belongs_to(t: &Token, cfg: &Config) -> bool {
     ours
 }
 
-async fn telegram_loop(client: BotClient, keeper: Arc<Keeper>, outbox: Outbox, shutdown: CancellationToken) {
+async fn telegram_loop(client: BotClient, keepers: Keepers, outbox: Outbox, shutdown: CancellationToken) {
     let Some(me) = poller::wait_for_me(&client, &shutdown).await else { return };
     let username = me.username.unwrap_or_default();
     tracing::info!(bot = %username, "Telegram bot connected");
     poller::register_commands(&client, COMMANDS).await;
-    let bot = Arc::new(Bot::new(Arc::clone(&keeper), outbox, username));
+    let keeper = Arc::clone(keepers.first());
+    let bot = Arc::new(Bot::new(keepers, outbox, username));
     let handler = Arc::new(move |update| {
         let bot = Arc::clone(&bot);
         async move { bot.handle(update).await }

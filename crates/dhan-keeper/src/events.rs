@@ -26,11 +26,10 @@ use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{MethodRouter, get};
+
 use serde::Serialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast};
 use tokio_util::sync::CancellationToken;
@@ -163,12 +162,6 @@ impl Events {
     }
 }
 
-/// The `/events` route. `shutdown` ends every open stream, so they do not hold up the server's
-/// graceful shutdown.
-pub fn route(shutdown: CancellationToken) -> MethodRouter<Arc<Keeper>> {
-    get(move |State(k): State<Arc<Keeper>>, headers: HeaderMap| stream(k, headers, shutdown.clone()))
-}
-
 /// The refusal when the request lacks the `/token` bearer; `None` when it may go on.
 fn refusal(k: &Keeper, headers: &HeaderMap) -> Option<Response> {
     let Some(expected) = &k.config().http_token else {
@@ -204,7 +197,8 @@ struct Reader {
     _permit: OwnedSemaphorePermit,
 }
 
-async fn stream(k: Arc<Keeper>, headers: HeaderMap, shutdown: CancellationToken) -> Response {
+/// One `/events` stream of `k`'s new tokens, behind the `/token` bearer.
+pub(crate) async fn stream(k: Arc<Keeper>, headers: HeaderMap, shutdown: CancellationToken) -> Response {
     if let Some(refused) = refusal(&k, &headers) {
         return refused;
     }

@@ -18,6 +18,9 @@ struct Args {
     /// Config file [default: $DHAN_KEEPER_CONFIG, else ./dhan_config.json]
     #[arg(long, short, global = true, value_name = "PATH")]
     config: Option<PathBuf>,
+    /// The account to act on, by label, when the config lists several [env: DHAN_KEEPER_ACCOUNT]
+    #[arg(long, short, global = true, value_name = "LABEL", env = "DHAN_KEEPER_ACCOUNT", hide_env = true)]
+    account: Option<String>,
     /// Log line format on stderr (filter with RUST_LOG).
     #[arg(long, global = true, value_enum, default_value_t)]
     log_format: telemetry::LogFormat,
@@ -159,23 +162,60 @@ fn main() -> ExitCode {
             Ok(accounts) => cli::accounts(&accounts),
             Err(e) => config_error(e),
         },
-        Command::Status { json, file } => match target(file, args.config) {
+        Command::Status { json, file } => match targets(file, args.config, args.account.as_deref(), true) {
             Ok(t) => cli::status(&t, &SystemClock, json),
             Err(code) => code,
         },
-        Command::Token { file } => match target(file, args.config) {
-            Ok(t) => cli::token(&t, &SystemClock),
+        Command::Token { file } => match targets(file, args.config, args.account.as_deref(), false) {
+            Ok(t) => t.first().map_or(ExitCode::from(2), |t| cli::token(t, &SystemClock)),
             Err(code) => code,
         },
-        Command::WithConfig(command) => match load(args.config) {
+        Command::WithConfig(ConfigCommand::Run) => match Config::load_accounts(args.config) {
+            Ok(accounts) => match only(accounts, args.account.as_deref()) {
+                Ok(accounts) => {
+                    for w in &accounts.warnings {
+                        tracing::warn!("{w}");
+                    }
+                    block_on(run_daemon(accounts))
+                }
+                Err(code) => code,
+            },
+            Err(e) => config_error(e),
+        },
+        Command::WithConfig(command) => match load(args.config, args.account.as_deref()) {
             Ok(cfg) => run(command, &cfg),
             Err(code) => code,
         },
     }
 }
 
-fn load(path: Option<PathBuf>) -> Result<Config, ExitCode> {
-    Config::load(path).map_err(config_error)
+/// The one account a command acts on: `--account LABEL`, or the only one.
+fn load(path: Option<PathBuf>, account: Option<&str>) -> Result<Config, ExitCode> {
+    let accounts = Config::load_accounts(path).map_err(config_error)?;
+    match accounts.select(account) {
+        Ok(a) => {
+            let mut cfg = a.config.clone();
+            cfg.warnings = accounts.warnings.clone();
+            Ok(cfg)
+        }
+        Err(e) => Err(usage_error(&e)),
+    }
+}
+
+/// `run --account LABEL` keeps that one account; `run` alone keeps them all.
+fn only(
+    mut accounts: dhan_keeper::config::Accounts,
+    account: Option<&str>,
+) -> Result<dhan_keeper::config::Accounts, ExitCode> {
+    let Some(label) = account else { return Ok(accounts) };
+    let chosen = accounts.select(Some(label)).map_err(|e| usage_error(&e))?.clone();
+    accounts.list = vec![chosen];
+    Ok(accounts)
+}
+
+fn usage_error(message: &str) -> ExitCode {
+    eprintln!("error: {message} (use --account LABEL; `dhan-keeper accounts` lists them)");
+    ExitCode::from(2)
 }
 
 fn config_error(e: ConfigError) -> ExitCode {
@@ -186,14 +226,30 @@ fn config_error(e: ConfigError) -> ExitCode {
     }
 }
 
-/// The token file `status`/`token` look at: `--token-file` as given, else the config's.
-fn target(file: TokenFileArg, config: Option<PathBuf>) -> Result<cli::Target, ExitCode> {
+/// The token files `status`/`token` look at: `--token-file` as given, else the config's: the
+/// `--account` one, or (when `all` is allowed, for `status`) every account's.
+fn targets(
+    file: TokenFileArg,
+    config: Option<PathBuf>,
+    account: Option<&str>,
+    all: bool,
+) -> Result<Vec<cli::Target>, ExitCode> {
     if let Some(token_file) = file.token_file {
-        return Ok(cli::Target { token_file, mode: None });
+        return Ok(vec![cli::Target { token_file, mode: None, label: None }]);
     }
-    let cfg = load(config)?;
-    warn_once(&cfg);
-    Ok(cli::Target { token_file: cfg.token_file.clone(), mode: Some(cfg.mode()) })
+    let accounts = Config::load_accounts(config).map_err(config_error)?;
+    for w in &accounts.warnings {
+        tracing::warn!("{w}");
+    }
+    let chosen: Vec<&dhan_keeper::config::AccountConfig> = match (account, all) {
+        (None, true) => accounts.list.iter().collect(),
+        _ => vec![accounts.select(account).map_err(|e| usage_error(&e))?],
+    };
+    let label = |a: &dhan_keeper::config::AccountConfig| accounts.listed.then(|| a.label.to_string());
+    Ok(chosen
+        .into_iter()
+        .map(|a| cli::Target { token_file: a.config.token_file.clone(), mode: Some(a.config.mode()), label: label(a) })
+        .collect())
 }
 
 fn warn_once(cfg: &Config) {
@@ -228,7 +284,7 @@ fn run(command: ConfigCommand, cfg: &Config) -> ExitCode {
     }
     let clock = SystemClock;
     match command {
-        ConfigCommand::Run => block_on(run_daemon(cfg.clone())),
+        ConfigCommand::Run => block_on(run_daemon(dhan_keeper::config::Accounts::one(cfg.clone()))),
         ConfigCommand::Check => block_on(cli::check(cfg, &clock)),
         ConfigCommand::Totp => cli::totp(cfg, &clock),
         ConfigCommand::Calendar { segment, from, days, json } => {
@@ -246,12 +302,12 @@ fn run(command: ConfigCommand, cfg: &Config) -> ExitCode {
     }
 }
 
-async fn run_daemon(cfg: Config) -> ExitCode {
+async fn run_daemon(accounts: dhan_keeper::config::Accounts) -> ExitCode {
     let mut signals = app::Signals::install();
     let shutdown = tokio_util::sync::CancellationToken::new();
     let clock: dhan_keeper::clock::SharedClock = std::sync::Arc::new(SystemClock);
     let started = tokio::select! {
-        r = app::start(cfg, clock, shutdown.clone()) => r,
+        r = app::start_accounts(accounts, clock, shutdown.clone()) => r,
         () = signals.recv() => {
             tracing::info!("stopped while starting");
             return ExitCode::SUCCESS;

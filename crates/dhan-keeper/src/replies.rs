@@ -1,5 +1,10 @@
 //! What the keeper says about itself: `/start`, `/status` and `/healthz`, as pure functions of a
-//! [`View`] (one consistent snapshot), so every reply is tested as text.
+//! [`View`] (one consistent snapshot), so every reply is tested as text. With several accounts,
+//! one compact block per account (`accounts.rs`).
+
+mod accounts;
+
+pub use accounts::{healthz_many, severity, start_many, status_many};
 
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
@@ -71,7 +76,7 @@ pub fn status_text(v: &View) -> String {
 }
 
 /// Failures, a suspicion being checked, a credential stop, an unwritable file.
-fn trouble_lines(v: &View) -> String {
+pub(crate) fn trouble_lines(v: &View) -> String {
     let mut s = String::new();
     if v.failures > 0 {
         s.push_str(&format!("\nFailures in a row: {}", v.failures));

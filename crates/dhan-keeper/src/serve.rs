@@ -2,7 +2,9 @@
 //!
 //! `GET /healthz` (no secrets: 200 when a valid token is in hand, else 503), `GET /metrics`
 //! (Prometheus text), `GET /token` (the token as JSON, only with `Authorization: Bearer
-//! <http_token>`, compared in constant time). The config refuses non-loopback addresses unless
+//! <http_token>`, compared in constant time), `GET /events` (new tokens as they arrive). With
+//! several accounts each has `/token/LABEL`, `/healthz/LABEL` and `/events/LABEL`; `/healthz`
+//! is then healthy only when every account is, and `/token` asks which account. The config refuses non-loopback addresses unless
 //! `http_allow_remote` is set together with `http_token`.
 //!
 //! Any local user can connect without credentials, so the endpoint must never be able to starve
@@ -20,7 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Request, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -32,7 +34,7 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
 use crate::ist;
-use crate::lifecycle::Keeper;
+use crate::lifecycle::{Keeper, Keepers, Pick};
 
 /// Connections served at once; more are closed on accept. Trading programs need a handful.
 pub const MAX_CONNECTIONS: usize = 64;
@@ -46,18 +48,45 @@ pub const MAX_CONNECTION_LIFE: Duration = Duration::from_secs(60);
 /// Binds `addr` and serves until `shutdown`.
 pub async fn bind(
     addr: SocketAddr,
-    keeper: Arc<Keeper>,
+    keepers: Keepers,
     shutdown: CancellationToken,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
-    let any_host = keeper.config().http_allow_remote;
+    let any_host = keepers.shared().http_allow_remote;
+    let events = shutdown.clone();
+    let events_of = shutdown.clone();
     let app = Router::new()
         .route("/healthz", get(healthz))
+        .route("/healthz/{label}", get(healthz_of))
         .route("/metrics", get(metrics))
         .route("/token", get(token))
-        .route("/events", crate::events::route(shutdown.clone()))
-        .with_state(keeper);
+        .route("/token/{label}", get(token_of))
+        .route(
+            "/events",
+            get(move |State(ks): State<Keepers>, headers: HeaderMap| {
+                let shutdown = events.clone();
+                async move {
+                    match pick(&ks, None) {
+                        Ok(k) => crate::events::stream(k, headers, shutdown).await,
+                        Err(r) => r,
+                    }
+                }
+            }),
+        )
+        .route(
+            "/events/{label}",
+            get(move |State(ks): State<Keepers>, Path(label): Path<String>, headers: HeaderMap| {
+                let shutdown = events_of.clone();
+                async move {
+                    match pick(&ks, Some(&label)) {
+                        Ok(k) => crate::events::stream(k, headers, shutdown).await,
+                        Err(r) => r,
+                    }
+                }
+            }),
+        )
+        .with_state(keepers);
     let task = tokio::spawn(accept_loop(listener, app, local, any_host, shutdown));
     Ok((local, task))
 }
@@ -186,19 +215,56 @@ fn wrong_host(local: SocketAddr) -> Response {
         .into_response()
 }
 
-async fn healthz(State(k): State<Arc<Keeper>>) -> Response {
-    let (ok, body) = crate::replies::healthz(&k.view());
+/// The account a request names (or the only one), or the 404 that lists the labels.
+fn pick(ks: &Keepers, label: Option<&str>) -> Result<Arc<Keeper>, Response> {
+    ks.pick(label).map(Arc::clone).map_err(|e| {
+        let hint = match e {
+            Pick::Ambiguous => format!("{}: ask /token/LABEL, /healthz/LABEL or /events/LABEL\n", e.message(ks)),
+            Pick::Unknown(_) => format!("{}\n", e.message(ks)),
+        };
+        (StatusCode::NOT_FOUND, hint).into_response()
+    })
+}
+
+fn health_response(ok: bool, body: serde_json::Value) -> Response {
     let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, axum::Json(body)).into_response()
 }
 
-async fn metrics(State(k): State<Arc<Keeper>>) -> Response {
-    let body = k.render_metrics();
+async fn healthz(State(ks): State<Keepers>) -> Response {
+    let (ok, body) = match ks.all() {
+        [only] if only.label().is_none() => crate::replies::healthz(&only.view()),
+        _ => crate::replies::healthz_many(&ks.views()),
+    };
+    health_response(ok, body)
+}
+
+async fn healthz_of(State(ks): State<Keepers>, Path(label): Path<String>) -> Response {
+    match pick(&ks, Some(&label)) {
+        Ok(k) => {
+            let (ok, body) = crate::replies::healthz(&k.view());
+            health_response(ok, body)
+        }
+        Err(r) => r,
+    }
+}
+
+async fn metrics(State(ks): State<Keepers>) -> Response {
+    let body = ks.render_metrics();
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response()
 }
 
-async fn token(State(k): State<Arc<Keeper>>, headers: HeaderMap) -> Response {
-    let Some(expected) = &k.config().http_token else {
+async fn token(State(ks): State<Keepers>, headers: HeaderMap) -> Response {
+    token_for(&ks, None, &headers)
+}
+
+async fn token_of(State(ks): State<Keepers>, Path(label): Path<String>, headers: HeaderMap) -> Response {
+    token_for(&ks, Some(&label), &headers)
+}
+
+/// `/token` and `/token/LABEL`: the bearer first (shared by every account), then the account.
+fn token_for(ks: &Keepers, label: Option<&str>, headers: &HeaderMap) -> Response {
+    let Some(expected) = &ks.shared().http_token else {
         return (StatusCode::NOT_FOUND, "GET /token is disabled: set http_token in the config\n").into_response();
     };
     let presented = headers
@@ -214,6 +280,10 @@ async fn token(State(k): State<Arc<Keeper>>, headers: HeaderMap) -> Response {
         )
             .into_response();
     }
+    let k = match pick(ks, label) {
+        Ok(k) => k,
+        Err(r) => return r,
+    };
     let Some(t) = k.usable_token() else {
         return (StatusCode::SERVICE_UNAVAILABLE, "no valid token right now\n").into_response();
     };

@@ -29,6 +29,8 @@ pub struct Target {
     pub token_file: PathBuf,
     /// The mode from the config, when a config was read (`--token-file` alone has none).
     pub mode: Option<crate::config::Mode>,
+    /// The account's label, when the config lists accounts.
+    pub label: Option<String>,
 }
 
 /// What the token file's token amounts to, all things considered.
@@ -132,14 +134,41 @@ fn advice_for(token_file: &Path, holder: Option<&str>) -> String {
 }
 
 /// `dhan-keeper status [--json]`. Exit 0 only when a token Dhan has not rejected is on disk.
-pub fn status(target: &Target, clock: &dyn Clock, as_json: bool) -> ExitCode {
+pub fn status(targets: &[Target], clock: &dyn Clock, as_json: bool) -> ExitCode {
+    let mut values = Vec::new();
+    let mut all_valid = true;
+    for (i, target) in targets.iter().enumerate() {
+        if !as_json {
+            if let Some(label) = &target.label {
+                if i > 0 {
+                    super::out("");
+                }
+                super::out(&format!("Account     {label}"));
+            }
+        }
+        let (valid, value) = status_of(target, clock, as_json);
+        all_valid &= valid;
+        values.extend(value);
+    }
+    if as_json {
+        let doc = match values.as_slice() {
+            [one] if targets.iter().all(|t| t.label.is_none()) => one.clone(),
+            _ => serde_json::Value::Array(values),
+        };
+        super::out(&serde_json::to_string_pretty(&doc).unwrap_or_default());
+    }
+    if all_valid { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+}
+
+/// One token file: printed as text, or returned as JSON; and whether it is valid.
+fn status_of(target: &Target, clock: &dyn Clock, as_json: bool) -> (bool, Option<serde_json::Value>) {
     if let Some(reason) = untrusted_dir(&target.token_file) {
         if as_json {
-            super::out(&json!({ "token_file": target.token_file, "state": "untrusted", "error": reason }).to_string());
-        } else {
-            super::out(&format!("Token file  {}\nState       ❌ not trusted: {reason}", target.token_file.display()));
+            let v = json!({ "account": target.label, "token_file": target.token_file, "state": "untrusted", "error": reason });
+            return (false, Some(v));
         }
-        return ExitCode::FAILURE;
+        super::out(&format!("Token file  {}\nState       ❌ not trusted: {reason}", target.token_file.display()));
+        return (false, None);
     }
     let store = TokenStore::new(&target.token_file);
     let now = clock.now();
@@ -159,12 +188,12 @@ pub fn status(target: &Target, clock: &dyn Clock, as_json: bool) -> ExitCode {
         checked: health.as_ref().filter(|h| token.is_some_and(|t| t.expires_at == h.expires_at)),
         holder: holder.as_deref(),
     };
+    let valid = state == "valid";
     if as_json {
-        status_json(target, &store, &seen, now)
-    } else {
-        status_text(target, &store, &seen, now)
+        return (valid, Some(status_json(target, &store, &seen, now)));
     }
-    if state == "valid" { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+    status_text(target, &store, &seen, now);
+    (valid, None)
 }
 
 /// What `status` found, for its two renderings.
@@ -176,13 +205,13 @@ struct Seen<'a> {
     holder: Option<&'a str>,
 }
 
-fn status_json(target: &Target, store: &TokenStore, seen: &Seen<'_>, now: DateTime<Utc>) {
+fn status_json(target: &Target, store: &TokenStore, seen: &Seen<'_>, now: DateTime<Utc>) -> serde_json::Value {
     let token = seen.token;
     let mode = target.mode.map(|m| match m {
         crate::config::Mode::Automatic => "automatic",
         crate::config::Mode::Consent => "consent",
     });
-    let v = json!({
+    let mut v = json!({
         "token_file": store.path(),
         "state": seen.state,
         "mode": mode,
@@ -197,7 +226,10 @@ fn status_json(target: &Target, store: &TokenStore, seen: &Seen<'_>, now: DateTi
         "daemon": seen.holder,
         "error": seen.error,
     });
-    super::out(&serde_json::to_string_pretty(&v).unwrap_or_default());
+    if let (Some(label), Some(obj)) = (&target.label, v.as_object_mut()) {
+        obj.insert("account".into(), json!(label));
+    }
+    v
 }
 
 fn status_text(target: &Target, store: &TokenStore, seen: &Seen<'_>, now: DateTime<Utc>) {

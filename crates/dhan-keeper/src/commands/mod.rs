@@ -7,23 +7,22 @@
 //! [`STRANGERS_TOLD`] chats one by one per hour: beyond that, a digest at most every
 //! [`DIGEST_EVERY`] counts the rest. Those notices wait behind alerts and replies in the outbox.
 
+mod act;
 mod parse;
 mod strangers;
+mod which;
 
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 
-pub use parse::{COMMANDS, Command, help_text};
+pub use parse::{COMMANDS, Command, argument, help_text};
 pub use strangers::{DIGEST_EVERY, STRANGERS_TOLD};
 use strangers::{Notice, Strangers};
 
-use crate::account;
 use crate::alerts;
-use crate::config::Mode;
 use crate::ist;
-use crate::lifecycle::{Keeper, RotateError};
-use crate::paste::{self, Paste};
+use crate::lifecycle::{Keeper, Keepers};
 use crate::replies;
 use crate::telegram::Outbox;
 use crate::telegram::html::escape;
@@ -43,28 +42,51 @@ pub enum Role {
 /// The bot: parses updates, checks who sent them, answers.
 #[derive(Debug)]
 pub struct Bot {
-    keeper: Arc<Keeper>,
+    keepers: Keepers,
     outbox: Outbox,
     username: String,
     strangers: Mutex<Strangers>,
+    which: Mutex<which::Pending>,
 }
 
 impl Bot {
-    /// A bot for `keeper`, known to Telegram as `@username`.
-    pub fn new(keeper: Arc<Keeper>, outbox: Outbox, username: String) -> Self {
-        Self { keeper, outbox, username, strangers: Mutex::new(Strangers::default()) }
+    /// A bot for every account in `keepers`, known to Telegram as `@username`.
+    pub fn new(keepers: Keepers, outbox: Outbox, username: String) -> Self {
+        Self {
+            keepers,
+            outbox,
+            username,
+            strangers: Mutex::new(Strangers::default()),
+            which: Mutex::new(which::Pending::default()),
+        }
     }
 
-    /// The role of a chat.
+    /// The role of a chat: the shared chats first, then an account's own chat (read-only, and
+    /// only about its accounts).
     pub fn role(&self, chat: i64) -> Role {
-        let cfg = self.keeper.config();
+        let cfg = self.keepers.shared();
         if cfg.admin_chat_id == Some(chat) {
             Role::Admin
-        } else if cfg.telegram_chat_id == Some(chat) {
+        } else if cfg.telegram_chat_id == Some(chat) || !self.keepers.of_chat(chat).is_empty() {
             Role::Viewer
         } else {
             Role::Stranger
         }
+    }
+
+    /// The keepers a chat may hear about: every account for the shared chats, its own for an
+    /// account's chat.
+    fn visible(&self, chat: i64) -> Vec<Arc<Keeper>> {
+        let cfg = self.keepers.shared();
+        if cfg.admin_chat_id == Some(chat) || cfg.telegram_chat_id == Some(chat) {
+            self.keepers.all().to_vec()
+        } else {
+            self.keepers.of_chat(chat).into_iter().cloned().collect()
+        }
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        self.keepers.first().now()
     }
 
     fn reply(&self, chat: i64, html: impl Into<String>) {
@@ -84,6 +106,7 @@ impl Bot {
         let chat = m.chat.id;
         let Some(text) = m.text.as_deref() else { return };
         let command = Command::parse(text, &self.username);
+        let arg = argument(text);
         if text.trim_start().starts_with('/') && command.is_none() {
             return; // a command for another bot in a group
         }
@@ -101,7 +124,7 @@ impl Bot {
             Some(c) if c.admin_only() && role != Role::Admin => {
                 self.reply(chat, "🔒 Only the admin chat can do that.");
             }
-            Some(c) => self.command(chat, c).await,
+            Some(c) => self.command(chat, c, arg.as_deref()).await,
             None if role == Role::Admin => self.paste(chat, text).await,
             None => self.reply(chat, "🔒 Only the admin chat can paste tokens. Send /help for commands."),
         }
@@ -116,9 +139,9 @@ impl Bot {
             "ignored a Telegram chat that is not configured; if that is you, put this chat id in telegram_chat_id / \
              admin_chat_id"
         );
-        let now = self.keeper.now();
+        let now = self.now();
         let notice = self.strangers.lock().unwrap_or_else(|e| e.into_inner()).on_message(chat, now);
-        let Some(admin) = self.keeper.config().admin_chat_id else { return };
+        let Some(admin) = self.keepers.shared().admin_chat_id else { return };
         let html = match notice {
             None => return,
             Some(Notice::One) => format!(
@@ -139,40 +162,95 @@ impl Bot {
         self.outbox.notice(admin, html);
     }
 
-    async fn command(&self, chat: i64, c: Command) {
+    async fn command(&self, chat: i64, c: Command, arg: Option<&str>) {
         match c {
-            Command::Start => self.reply(chat, replies::start_text(&self.keeper.view())),
-            Command::Status => self.reply(chat, self.status_text()),
-            Command::Help => self.reply(chat, help_text()),
-            Command::Account => self.account(chat).await,
+            Command::Start => self.reply(chat, self.start_text(chat)),
+            Command::Status => match arg {
+                None => self.reply(chat, self.status_for(chat)),
+                Some(_) => match self.pick(chat, arg) {
+                    Ok(k) => self.reply(chat, k.tagged(&replies::status_text(&k.view()))),
+                    Err(e) => self.reply(chat, e),
+                },
+            },
+            Command::Help => self.reply(chat, self.help()),
+            Command::Account => self.on_account(chat, arg, which::Act::Account).await,
             Command::Calendar => self.reply(chat, self.calendar_text()),
-            Command::Refresh => self.refresh(chat).await,
-            Command::Pause => {
-                self.keeper.set_paused(true);
-                self.reply(
-                    chat,
-                    "⏸ Paused: no automatic rotation and no alerts until /resume (this survives restarts).",
-                );
-            }
-            Command::Resume => {
-                self.keeper.set_paused(false);
-                self.reply(chat, "▶️ Resumed: automatic rotation and alerts are back on.");
-            }
+            Command::Refresh => self.on_account(chat, arg, which::Act::Refresh).await,
+            Command::Pause => self.set_paused(chat, arg, true),
+            Command::Resume => self.set_paused(chat, arg, false),
             Command::Unknown(name) => {
                 self.reply(chat, format!("I don't know /{}. Send /help for the list.", escape(&name)));
             }
         }
     }
 
-    /// The `/status` text.
+    /// `/pause` and `/resume`: one account when labelled, else every account.
+    fn set_paused(&self, chat: i64, arg: Option<&str>, paused: bool) {
+        let targets = match arg {
+            Some(_) => match self.pick(chat, arg) {
+                Ok(k) => vec![k],
+                Err(e) => return self.reply(chat, e),
+            },
+            None => self.keepers.all().to_vec(),
+        };
+        for k in &targets {
+            k.set_paused(paused);
+        }
+        let text = if paused {
+            "⏸ Paused: no automatic rotation and no alerts until /resume (this survives restarts)."
+        } else {
+            "▶️ Resumed: automatic rotation and alerts are back on."
+        };
+        match (arg, self.keepers.several()) {
+            (Some(_), _) => self.reply(chat, targets[0].tagged(text)),
+            (None, true) => {
+                self.reply(chat, format!("{text}\n(All accounts: {}.)", escape(&self.keepers.label_list())))
+            }
+            (None, false) => self.reply(chat, text),
+        }
+    }
+
+    /// The `/status` text a chat gets without a label: the one account in full, or one compact
+    /// block per account it may see, worst first.
+    pub fn status_for(&self, chat: i64) -> String {
+        let visible = self.visible(chat);
+        match visible.as_slice() {
+            [only] => only.tagged(&replies::status_text(&only.view())),
+            many => replies::status_many(&labelled_views(many)),
+        }
+    }
+
+    /// The `/status` text the alert chat gets.
     pub fn status_text(&self) -> String {
-        replies::status_text(&self.keeper.view())
+        let chat = self.keepers.shared().telegram_chat_id.unwrap_or_default();
+        self.status_for(chat)
+    }
+
+    fn start_text(&self, chat: i64) -> String {
+        let visible = self.visible(chat);
+        match visible.as_slice() {
+            [only] if only.label().is_none() => replies::start_text(&only.view()),
+            many => replies::start_many(&labelled_views(many)),
+        }
+    }
+
+    fn help(&self) -> String {
+        let mut s = help_text();
+        if self.keepers.several() {
+            s.push_str(&format!(
+                "\n\nAccounts: {}. Name one after a command (<code>/status {}</code>); without a name /status shows \
+                 all, /pause and /resume act on all, and /refresh and /account ask which.",
+                escape(&self.keepers.label_list()),
+                escape(self.keepers.labels().first().map(String::as_str).unwrap_or("mom"))
+            ));
+        }
+        s
     }
 
     /// The `/calendar` text: the next five sessions and the next holiday of the configured
     /// segments.
     pub fn calendar_text(&self) -> String {
-        let k = &self.keeper;
+        let k = self.keepers.first();
         let now = k.now();
         let segs = k.config().calendar_segments();
         let cal = &k.config().calendar;
@@ -196,125 +274,8 @@ impl Bot {
         s
     }
 
-    async fn account(&self, chat: i64) {
-        match self.keeper.account().await {
-            None => self.reply(chat, "⛔ No valid token, so Dhan cannot be asked. Send /refresh first."),
-            Some(Ok((f, h, p))) => {
-                let blocks: Vec<String> = account::summary(&f, &h, &p, 10).iter().map(|b| escape(b)).collect();
-                self.reply(chat, blocks.join("\n\n"));
-            }
-            Some(Err(e)) => self.reply(chat, format!("❌ Could not read the account: {}", escape(&e.to_string()))),
-        }
-    }
-
-    async fn refresh(&self, chat: i64) {
-        let k = &self.keeper;
-        match k.config().mode() {
-            Mode::Automatic => {
-                // Checked before "Getting a new token…" so a refusal is the only reply; `rotate`
-                // checks again (Dhan's own refusal can still come back as the same error).
-                if let Some(until) = k.cooldown_until(k.now()) {
-                    self.reply(chat, self.cooldown_text(until));
-                    return;
-                }
-                if let Some(stop) = k.credential_stop() {
-                    self.reply(
-                        chat,
-                        format!(
-                            "🔐 Dhan refused the credentials at {} ({}). Trying once more as you asked…",
-                            ist::human(&stop.at),
-                            escape(&stop.message)
-                        ),
-                    );
-                }
-                self.reply(chat, "🔄 Getting a new token…");
-                match k.rotate("/refresh", crate::gate::Asker::Admin).await {
-                    Ok(t) if Some(chat) != k.alert_chat() => self.reply(chat, alerts::rotated(&t, k.now())),
-                    Ok(_) => {} // the confirmation went to this chat already
-                    Err(RotateError::Cooldown { until, .. }) => self.reply(chat, self.cooldown_text(until)),
-                    Err(e) => self.reply(chat, format!("❌ No new token: {}", escape(&e.to_string()))),
-                }
-            }
-            Mode::Consent => self.send_login(chat).await,
-        }
-    }
-
-    fn cooldown_text(&self, until: DateTime<Utc>) -> String {
-        let k = &self.keeper;
-        let mut s = format!(
-            "⏳ Dhan allows one new token every {} counted from the last attempt. Try again in {} (after {}).",
-            humantime::format_duration(k.config().mint_cooldown),
-            ist::human_duration(until - k.now()),
-            ist::to_ist(&until).format("%H:%M:%S IST")
-        );
-        // A wait must never hide a credential error.
-        if let Some(stop) = k.credential_stop() {
-            s.push_str(&format!(
-                "\n🔐 The last attempt failed because Dhan refused the credentials ({}): fix <code>pin</code>, \
-                 <code>totp_secret</code> or <code>client_id</code> first.",
-                escape(&stop.message)
-            ));
-        }
-        s
-    }
-
-    async fn send_login(&self, chat: i64) {
-        let k = &self.keeper;
-        match k.login_url().await {
-            Ok(url) => {
-                let mut text = "🔗 <b>Log in to Dhan to get a new token</b>".to_string();
-                if let Some(code) = k.totp_now() {
-                    text.push_str(&format!(
-                        "\nTOTP code now: <code>{}</code> ({} s left; tap 🔢 for a fresh one)",
-                        code.digits, code.secs_left
-                    ));
-                }
-                text.push_str(&alerts::login_instructions(&url));
-                self.outbox.message(chat, text, alerts::login_buttons(Some(&url), k.config().totp_secret.is_some()));
-            }
-            Err(e) => self.reply(chat, format!("❌ Dhan did not give a login link: {}", escape(&e.to_string()))),
-        }
-    }
-
-    async fn paste(&self, chat: i64, text: &str) {
-        let k = &self.keeper;
-        let result = match paste::classify(text) {
-            Paste::TokenId(id) => {
-                self.reply(chat, "🔑 Got a tokenId; asking Dhan for the token…");
-                k.consume_token_id(&id).await
-            }
-            Paste::AccessToken(t) => {
-                self.reply(chat, "🔑 Got an access token; checking it with Dhan…");
-                k.install_pasted(t).await
-            }
-            Paste::UrlWithoutTokenId => {
-                self.reply(
-                    chat,
-                    "That link has no tokenId. Paste the address of the page you land on <i>after</i> logging in; it \
-                     contains <code>?tokenId=…</code>.",
-                );
-                return;
-            }
-            Paste::Unrecognised => {
-                self.reply(
-                    chat,
-                    "❌ Nothing was stored: that is not a login address, a tokenId or an access token. I expected the \
-                     address you land on after logging in (with <code>tokenId=</code>), a tokenId, or an access token. \
-                     Send /help for commands.",
-                );
-                return;
-            }
-        };
-        match result {
-            Ok(t) if Some(chat) != k.alert_chat() => self.reply(chat, alerts::rotated(&t, k.now())),
-            Ok(_) => {}
-            Err(e) => self.reply(chat, format!("❌ Nothing was stored: {}", escape(&paste_error(&e)))),
-        }
-    }
-
     async fn on_callback(&self, q: &CallbackQuery) {
         let chat = q.message.as_ref().map_or(q.from.id, |m| m.chat.id);
-        let k = &self.keeper;
         if self.role(chat) != Role::Admin {
             if self.role(chat) == Role::Stranger {
                 self.stranger(chat, Some(q.from.id), "a button press");
@@ -323,27 +284,58 @@ impl Bot {
             }
             return;
         }
-        match q.data.as_deref() {
-            Some(alerts::CB_TOTP) => match k.totp_now() {
+        let data = q.data.as_deref().unwrap_or_default();
+        let (what, label) = match data.split_once(':') {
+            Some((w, l)) => (w, Some(l)),
+            None => (data, None),
+        };
+        let keeper = match self.pick(chat, label) {
+            Ok(k) => k,
+            Err(e) => return self.outbox.answer(&q.id, Some(strip_tags(&e)), true),
+        };
+        match what {
+            alerts::CB_TOTP => match keeper.totp_now() {
                 Some(code) => {
                     self.outbox.answer(&q.id, Some(format!("TOTP {} — {} s left", code.digits, code.secs_left)), true);
                 }
                 None => self.outbox.answer(&q.id, Some("No totp_secret in the config.".into()), true),
             },
-            Some(alerts::CB_REFRESH) => {
+            alerts::CB_REFRESH => {
                 self.outbox.answer(&q.id, Some("On it…".into()), false);
-                self.refresh(chat).await;
+                self.refresh(chat, &keeper).await;
+            }
+            which::CB_ACCOUNT => {
+                self.outbox.answer(&q.id, None, false);
+                self.account(chat, &keeper).await;
+            }
+            which::CB_PASTE => {
+                self.outbox.answer(&q.id, None, false);
+                self.paste_held(chat, &keeper).await;
             }
             _ => self.outbox.answer(&q.id, Some("That button is no longer used.".into()), false),
         }
     }
 }
 
-fn paste_error(e: &RotateError) -> String {
-    match e {
-        RotateError::Dhan(crate::dhan::DhanError::AuthFailed { .. }) => {
-            "Dhan rejects that token (expired, replaced by a newer one, or not a Dhan token).".into()
+/// Each keeper's label (or client id) and view, for the many-account replies.
+fn labelled_views(keepers: &[Arc<Keeper>]) -> Vec<(String, crate::lifecycle::View)> {
+    keepers
+        .iter()
+        .map(|k| (k.label().map_or_else(|| k.config().client_id.clone(), |l| l.to_string()), k.view()))
+        .collect()
+}
+
+/// A reply's text without its HTML tags, for a callback's pop-up (plain text).
+fn strip_tags(html: &str) -> String {
+    let mut out = String::new();
+    let mut inside = false;
+    for c in html.chars() {
+        match c {
+            '<' => inside = true,
+            '>' => inside = false,
+            c if !inside => out.push(c),
+            _ => {}
         }
-        other => other.to_string(),
     }
+    out.replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", "\"").replace("&amp;", "&")
 }

@@ -6,7 +6,7 @@ use crate::telegram::html::escape;
 pub const COMMANDS: &[(&str, &str)] = &[
     ("start", "Bot and token overview"),
     ("status", "Token validity, expiry (IST), next rotation and alert"),
-    ("refresh", "Get a new token now (admin)"),
+    ("refresh", "Get a new token now (admin; add an account label)"),
     ("account", "Funds, holdings and positions"),
     ("calendar", "Next five sessions and the next holiday (IST)"),
     ("pause", "Stop automatic rotation and alerts (admin)"),
@@ -69,6 +69,14 @@ impl Command {
     }
 }
 
+/// The word after a command (`/refresh mom` → `mom`): an account's label. At most 32
+/// characters are kept; it is echoed in replies.
+pub fn argument(text: &str) -> Option<String> {
+    let mut words = text.split_whitespace();
+    words.next()?.strip_prefix('/')?;
+    words.next().map(|w| w.chars().take(32).collect())
+}
+
 /// The `/help` text.
 pub fn help_text() -> String {
     let mut s = "<b>Commands</b>".to_string();
@@ -95,6 +103,14 @@ mod tests {
         assert_eq!(Command::parse("/frobnicate", "DhanBot"), Some(Command::Unknown("frobnicate".into())));
         assert_eq!(Command::parse("hello", "DhanBot"), None);
         assert_eq!(Command::parse("", "DhanBot"), None);
+    }
+
+    #[test]
+    fn the_word_after_a_command_is_its_account() {
+        assert_eq!(argument("/refresh mom"), Some("mom".into()));
+        assert_eq!(argument("/status@DhanBot  huf-2 extra"), Some("huf-2".into()));
+        assert_eq!(argument("/status"), None);
+        assert_eq!(argument("mom"), None);
     }
 
     #[test]

@@ -124,6 +124,13 @@ pub struct Accounts {
 }
 
 impl Accounts {
+    /// A single, unlabelled account: the classic config (as [`Config::load`] returns it).
+    pub fn one(config: Config) -> Self {
+        let label = Label::from_client_id(&config.client_id);
+        let (path, warnings) = (config.path.clone(), config.warnings.clone());
+        Self { list: vec![AccountConfig { label, config, alert_chat_id: None }], listed: false, path, warnings }
+    }
+
     /// The account with this label.
     pub fn get(&self, label: &str) -> Option<&AccountConfig> {
         self.list.iter().find(|a| a.label.as_str() == label)

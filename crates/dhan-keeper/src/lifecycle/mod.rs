@@ -13,6 +13,7 @@
 //!   suspicion confirmed by bounded re-probes before anything is replaced; the static-IP check.
 //! - `run.rs`: one pass of the loop ([`Keeper::step`]) and the loop itself ([`run`]).
 
+mod keepers;
 mod rotate;
 mod run;
 mod startup;
@@ -26,6 +27,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
 
+pub use keepers::{Keepers, Pick};
 pub(crate) use rotate::{gate_error, mint_refused};
 pub use run::run;
 pub use status::{Live, RotateError, Suspicion};
@@ -33,7 +35,7 @@ pub use view::{TokenSummary, View};
 
 use crate::alerts;
 use crate::clock::SharedClock;
-use crate::config::Config;
+use crate::config::{Config, Label};
 use crate::dhan::{DhanClient, DhanError, Minted};
 use crate::ist;
 use crate::metrics::Metrics;
@@ -71,6 +73,16 @@ pub struct Keeper {
     live: Mutex<Live>,
     work: tokio::sync::Mutex<()>,
     wake: Notify,
+    /// Which account this is when the config lists several (`None`: the classic single
+    /// account, whose messages carry no label).
+    account: Option<AccountTag>,
+}
+
+/// An account's name in a daemon that keeps several, and the extra chat its alerts go to.
+#[derive(Debug, Clone)]
+pub(crate) struct AccountTag {
+    label: Label,
+    chat: Option<i64>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -102,7 +114,48 @@ impl Keeper {
             live: Mutex::new(Live::default()),
             work: tokio::sync::Mutex::new(()),
             wake: Notify::new(),
+            account: None,
         }
+    }
+
+    /// Names this keeper as one account of several: its alerts and confirmations start with
+    /// `label`, its buttons name it, and its alerts also go to `chat` (the account's own
+    /// `telegram_chat_id`) when that is not the shared alert chat.
+    pub fn for_account(mut self, label: Label, chat: Option<i64>) -> Self {
+        self.account = Some(AccountTag { label, chat });
+        self
+    }
+
+    /// The account's label when the daemon keeps several accounts.
+    pub fn label(&self) -> Option<&Label> {
+        self.account.as_ref().map(|a| &a.label)
+    }
+
+    /// The account's own alert chat, if it has one.
+    pub fn account_chat(&self) -> Option<i64> {
+        self.account.as_ref().and_then(|a| a.chat).filter(|_| self.outbox.is_enabled())
+    }
+
+    /// `html` as this account says it: prefixed with the label when there are several accounts.
+    pub fn tagged(&self, html: &str) -> String {
+        match self.label() {
+            Some(l) => format!("<b>{}</b> · {html}", crate::telegram::html::escape(l.as_str())),
+            None => html.to_string(),
+        }
+    }
+
+    /// `buttons` as this account's: callback data gains `:label`, so a press acts on it.
+    pub fn tagged_buttons(&self, buttons: Vec<Button>) -> Vec<Button> {
+        let Some(label) = self.label() else { return buttons };
+        buttons
+            .into_iter()
+            .map(|b| match b {
+                Button::Callback { label: text, data } => {
+                    Button::Callback { label: text, data: format!("{data}:{label}") }
+                }
+                other => other,
+            })
+            .collect()
     }
 
     /// The configuration it runs with (read-only).
@@ -130,11 +183,15 @@ impl Keeper {
         &self.tasks
     }
 
-    /// The Prometheus text for `/metrics`.
-    pub fn render_metrics(&self) -> String {
+    /// This account's metric families for `/metrics`.
+    pub fn metric_families(&self) -> Vec<crate::metrics::Family> {
         let expires = self.usable_token().map(|t| t.expires_at.timestamp());
-        let failures = self.outbox.failures.load(std::sync::atomic::Ordering::Relaxed);
-        self.metrics.render(expires, self.clock.now().timestamp(), failures)
+        self.metrics.families(expires, self.clock.now().timestamp())
+    }
+
+    /// How many Telegram sends failed (the outbox is shared by every account).
+    pub fn telegram_send_failures(&self) -> u64 {
+        self.outbox.failures.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The next Telegram update id to ask for (persisted).
@@ -194,9 +251,15 @@ impl Keeper {
     }
 
     fn alert(&self, html: String, buttons: Vec<Button>) {
-        if let Some(chat) = self.alert_chat() {
-            self.outbox.message(chat, html, buttons);
+        let Some(chat) = self.alert_chat() else { return };
+        let html = self.tagged(&html);
+        if let Some(own) = self.account_chat().filter(|c| *c != chat) {
+            // The account's own chat reads; buttons there would only say "admin only".
+            let read_only: Vec<Button> =
+                buttons.iter().filter(|b| !matches!(b, Button::Callback { .. })).cloned().collect();
+            self.outbox.message(own, html.clone(), read_only);
         }
+        self.outbox.message(chat, html, self.tagged_buttons(buttons));
     }
 
     /// When the next mint is allowed, if not now (Dhan's window from the last attempt).
@@ -303,6 +366,7 @@ impl Keeper {
         let client_id = self.cfg.client_id.clone();
         let outbox = self.outbox.clone();
         let chat = self.alert_chat();
+        let tag = self.label().map(|l| l.to_string());
         let failures = std::sync::Arc::clone(&self.metrics.hook_failures);
         let secrets = crate::hook::secrets_of(&self.cfg);
         self.tasks.spawn(async move {
@@ -312,7 +376,12 @@ impl Keeper {
                     tracing::error!(error = %e, "on_refresh command failed");
                     failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     if let Some(chat) = chat {
-                        outbox.message(chat, alerts::hook_failed(&e.to_string(), saved), vec![]);
+                        let text = alerts::hook_failed(&e.to_string(), saved);
+                        let text = match &tag {
+                            Some(l) => format!("<b>{}</b> · {text}", crate::telegram::html::escape(l)),
+                            None => text,
+                        };
+                        outbox.message(chat, text, vec![]);
                     }
                 }
             }

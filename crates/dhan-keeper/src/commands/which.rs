@@ -1,0 +1,155 @@
+//! Which account a command acts on, when one daemon keeps several.
+//!
+//! A label after the command names it (`/refresh mom`). Without one, a chat that sees one account
+//! means that account; otherwise `/refresh` and `/account` answer with one button per account,
+//! and a paste that cannot be matched to an account by the client id inside it is held (for
+//! [`HOLD_FOR`], in memory only, never logged) until a button says whose it is.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+
+use super::Bot;
+use crate::lifecycle::{Keeper, Pick};
+use crate::secret::Secret;
+use crate::telegram::Button;
+use crate::telegram::html::escape;
+
+/// Callback data of an account's "/account" button (`account:LABEL`).
+pub(crate) const CB_ACCOUNT: &str = "account";
+/// Callback data of "this paste is for LABEL" (`paste:LABEL`).
+pub(crate) const CB_PASTE: &str = "paste";
+
+/// How long a paste waits for the admin to say whose it is.
+pub(crate) const HOLD_FOR: chrono::Duration = chrono::Duration::minutes(10);
+/// How long after a login link was sent a tokenId is taken to answer it.
+pub(crate) const LOGIN_ANSWERS_FOR: chrono::Duration = chrono::Duration::minutes(30);
+
+/// What a button per account should do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Act {
+    /// `/refresh`.
+    Refresh,
+    /// `/account`.
+    Account,
+}
+
+/// What the bot remembers between a question and its button: a held paste, the last login link.
+#[derive(Debug, Default)]
+pub(crate) struct Pending {
+    /// A pasted tokenId or access token waiting for its account, and when it came.
+    pub(crate) paste: Option<(Secret, DateTime<Utc>)>,
+    /// The account a login link was last sent for, and when.
+    pub(crate) login: Option<(String, DateTime<Utc>)>,
+}
+
+impl Bot {
+    /// The keeper `label` names for `chat`, or the reply that says what to type instead.
+    pub(crate) fn pick(&self, chat: i64, label: Option<&str>) -> Result<Arc<Keeper>, String> {
+        let visible = self.visible(chat);
+        if let (None, [only]) = (label, visible.as_slice()) {
+            return Ok(Arc::clone(only));
+        }
+        match self.keepers.pick(label) {
+            Ok(k) if visible.iter().any(|v| Arc::ptr_eq(v, k)) => Ok(Arc::clone(k)),
+            Ok(_) => Err(format!(
+                "🔒 This chat receives another account's alerts; it cannot ask about {}.",
+                escape(label.unwrap_or_default())
+            )),
+            Err(e @ Pick::Unknown(_)) => Err(format!("❓ {}", escape(&e.message(&self.keepers)))),
+            Err(e @ Pick::Ambiguous) => Err(format!("❓ {}.", escape(&e.message(&self.keepers)))),
+        }
+    }
+
+    /// `/refresh [LABEL]` and `/account [LABEL]`: act on the account, or ask which with buttons.
+    pub(crate) async fn on_account(&self, chat: i64, label: Option<&str>, act: Act) {
+        if label.is_none() && self.visible(chat).len() > 1 {
+            let (question, data) = match act {
+                Act::Refresh => ("🔄 Get a new token for which account?", crate::alerts::CB_REFRESH),
+                Act::Account => ("💼 Show which account?", CB_ACCOUNT),
+            };
+            self.ask(chat, question, data);
+            return;
+        }
+        match self.pick(chat, label) {
+            Ok(k) => match act {
+                Act::Refresh => self.refresh(chat, &k).await,
+                Act::Account => self.account(chat, &k).await,
+            },
+            Err(e) => self.reply(chat, e),
+        }
+    }
+
+    /// Asks which account, with one button per account the chat may see.
+    pub(crate) fn ask(&self, chat: i64, question: &str, data: &str) {
+        let buttons = self
+            .visible(chat)
+            .iter()
+            .filter_map(|k| k.label())
+            .map(|l| Button::Callback { label: l.to_string(), data: format!("{data}:{l}") })
+            .collect();
+        self.outbox.message(chat, question, buttons);
+    }
+
+    /// Holds a paste until a button says whose it is (a newer paste replaces it).
+    pub(crate) fn hold(&self, chat: i64, text: &str, why: &str) {
+        let now = self.now();
+        self.which.lock().unwrap_or_else(|e| e.into_inner()).paste = Some((Secret::new(text), now));
+        self.ask(chat, &format!("🔑 {why} Which account is it for? (kept for 10 minutes)"), CB_PASTE);
+    }
+
+    /// The held paste, if it is still fresh; taken, so a second press does nothing.
+    pub(crate) fn take_held(&self) -> Option<Secret> {
+        let now = self.now();
+        let held = self.which.lock().unwrap_or_else(|e| e.into_inner()).paste.take()?;
+        (now - held.1 < HOLD_FOR).then_some(held.0)
+    }
+
+    /// Notes that a login link went out for `k`, so the tokenId that comes back is its own.
+    pub(crate) fn login_sent(&self, k: &Keeper) {
+        if let Some(l) = k.label() {
+            self.which.lock().unwrap_or_else(|e| e.into_inner()).login = Some((l.to_string(), self.now()));
+        }
+    }
+
+    /// The account a pasted tokenId belongs to, when it can be known: the only account, the
+    /// only consent account, or the one a login link was sent for lately.
+    pub(crate) fn token_id_owner(&self) -> Option<Arc<Keeper>> {
+        let all = self.keepers.all();
+        if let [only] = all {
+            return Some(Arc::clone(only));
+        }
+        let now = self.now();
+        let login = self.which.lock().unwrap_or_else(|e| e.into_inner()).login.clone();
+        if let Some((label, _)) = login.filter(|(_, at)| now - *at < LOGIN_ANSWERS_FOR) {
+            if let Ok(k) = self.keepers.pick(Some(&label)) {
+                return Some(Arc::clone(k));
+            }
+        }
+        let consent: Vec<_> = all.iter().filter(|k| k.config().api_key.is_some()).collect();
+        match consent.as_slice() {
+            [only] => Some(Arc::clone(only)),
+            _ => None,
+        }
+    }
+
+    /// The account a pasted access token belongs to, by the client id inside it. `Err` is the
+    /// reply when it names a client no account has.
+    pub(crate) fn access_token_owner(&self, token: &Secret) -> Result<Option<Arc<Keeper>>, String> {
+        if let [only] = self.keepers.all() {
+            return Ok(Some(Arc::clone(only)));
+        }
+        let client = crate::dhan::jwt::decode(token.expose()).and_then(|c| c.dhan_client_id);
+        let Some(client) = client else { return Ok(None) };
+        match self.keepers.by_client_id(&client).as_slice() {
+            [only] => Ok(Some(Arc::clone(only))),
+            [] => Err(format!(
+                "❌ Nothing was stored: that token is for client <code>{}</code>, and no account here has that client id \
+                 (accounts: {}).",
+                escape(&crate::harden::sanitize(&client, 20)),
+                escape(&self.keepers.label_list())
+            )),
+            _ => Ok(None),
+        }
+    }
+}
