@@ -69,7 +69,7 @@ pub async fn bind(
                 async move {
                     match pick(&ks, None) {
                         Ok(k) => crate::events::stream(k, headers, shutdown).await,
-                        Err(r) => r,
+                        Err(r) => *r,
                     }
                 }
             }),
@@ -81,7 +81,7 @@ pub async fn bind(
                 async move {
                     match pick(&ks, Some(&label)) {
                         Ok(k) => crate::events::stream(k, headers, shutdown).await,
-                        Err(r) => r,
+                        Err(r) => *r,
                     }
                 }
             }),
@@ -216,13 +216,13 @@ fn wrong_host(local: SocketAddr) -> Response {
 }
 
 /// The account a request names (or the only one), or the 404 that lists the labels.
-fn pick(ks: &Keepers, label: Option<&str>) -> Result<Arc<Keeper>, Response> {
+fn pick(ks: &Keepers, label: Option<&str>) -> Result<Arc<Keeper>, Box<Response>> {
     ks.pick(label).map(Arc::clone).map_err(|e| {
         let hint = match e {
             Pick::Ambiguous => format!("{}: ask /token/LABEL, /healthz/LABEL or /events/LABEL\n", e.message(ks)),
             Pick::Unknown(_) => format!("{}\n", e.message(ks)),
         };
-        (StatusCode::NOT_FOUND, hint).into_response()
+        Box::new((StatusCode::NOT_FOUND, hint).into_response())
     })
 }
 
@@ -245,7 +245,7 @@ async fn healthz_of(State(ks): State<Keepers>, Path(label): Path<String>) -> Res
             let (ok, body) = crate::replies::healthz(&k.view());
             health_response(ok, body)
         }
-        Err(r) => r,
+        Err(r) => *r,
     }
 }
 
@@ -282,7 +282,7 @@ fn token_for(ks: &Keepers, label: Option<&str>, headers: &HeaderMap) -> Response
     }
     let k = match pick(ks, label) {
         Ok(k) => k,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let Some(t) = k.usable_token() else {
         return (StatusCode::SERVICE_UNAVAILABLE, "no valid token right now\n").into_response();

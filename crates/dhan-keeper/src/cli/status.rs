@@ -138,13 +138,11 @@ pub fn status(targets: &[Target], clock: &dyn Clock, as_json: bool) -> ExitCode 
     let mut values = Vec::new();
     let mut all_valid = true;
     for (i, target) in targets.iter().enumerate() {
-        if !as_json {
-            if let Some(label) = &target.label {
-                if i > 0 {
-                    super::out("");
-                }
-                super::out(&format!("Account     {label}"));
+        if let (false, Some(label)) = (as_json, &target.label) {
+            if i > 0 {
+                super::out("");
             }
+            super::out(&format!("Account     {label}"));
         }
         let (valid, value) = status_of(target, clock, as_json);
         all_valid &= valid;

@@ -121,10 +121,10 @@ impl Bot {
         }
         let now = self.now();
         let login = self.which.lock().unwrap_or_else(|e| e.into_inner()).login.clone();
-        if let Some((label, _)) = login.filter(|(_, at)| now - *at < LOGIN_ANSWERS_FOR) {
-            if let Ok(k) = self.keepers.pick(Some(&label)) {
-                return Some(Arc::clone(k));
-            }
+        if let Some((label, _)) = login.filter(|(_, at)| now - *at < LOGIN_ANSWERS_FOR)
+            && let Ok(k) = self.keepers.pick(Some(&label))
+        {
+            return Some(Arc::clone(k));
         }
         let consent: Vec<_> = all.iter().filter(|k| k.config().api_key.is_some()).collect();
         match consent.as_slice() {

@@ -10,6 +10,7 @@ mod config_errors;
 mod crash;
 mod daemon;
 mod events;
+mod family;
 mod faults;
 mod first_day;
 mod fleet;
