@@ -496,8 +496,7 @@ pub(super) fn only_one(accounts: Accounts) -> Result<Config, ConfigError> {
         _ => Err(ConfigError::Invalid {
             origin,
             problems: vec![format!(
-                "it lists {n} accounts ({labels}); this command works on a config with one account (several \
-                 accounts in one daemon are being built: see docs/accounts.md)"
+                "it lists {n} accounts ({labels}); say which one (on the command line: --account LABEL)"
             )],
         }),
     }

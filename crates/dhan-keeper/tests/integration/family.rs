@@ -240,6 +240,21 @@ async fn three_accounts_start_rotate_and_answer_by_label() {
     f.ask(CHAT, "/resume", "All accounts").await;
     eventually("mom rotates again", || (f.sim.mints_for(MOM) > mom_paused_at).then_some(())).await;
 
+    // A token minted elsewhere and pasted goes to the account its client id names.
+    assert!(f.sim.mint_elsewhere_for(MOM));
+    let pasted = f.sim.active_token_for(MOM).expect("mom's token minted elsewhere");
+    f.ask(CHAT, &pasted, "mom · 🔑 Got an access token").await;
+    eventually("mom's pasted token in her file", || {
+        (f.token_of("mom")?["access_token"] == pasted.as_str()).then_some(())
+    })
+    .await;
+    assert_ne!(f.token_of("asha").expect("asha")["access_token"], pasted.as_str());
+
+    // /start and /help speak of every account.
+    let start = f.ask(CHAT, "/start", "keeps 3 accounts").await;
+    assert!(start["text"].as_str().unwrap_or_default().contains("huf (1000000003, consent)"), "{start}");
+    f.ask(CHAT, "/help", "Accounts: asha, mom, huf").await;
+
     // Mom's chat reads her account only, and changes nothing.
     f.ask(MOM_CHAT, "/status", "mom · ").await;
     f.ask(MOM_CHAT, "/status asha", "cannot ask about asha").await;
