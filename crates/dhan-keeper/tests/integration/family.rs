@@ -32,6 +32,16 @@ impl Family {
     /// Tokens live `lifetime_secs`; automatic accounts rotate 5 s after each mint. `mom_pin` is
     /// the PIN her config holds (a wrong one makes her account fail).
     async fn new(lifetime_secs: u64, mom_pin: &str) -> Self {
+        let accounts = json!([
+            {"label": "asha", "client_id": ASHA, "pin": PIN, "totp_secret": TOTP_SECRET},
+            {"label": "mom", "client_id": MOM, "pin": mom_pin, "totp_secret": MOM_TOTP,
+             "bind_address": "127.0.0.2", "telegram_chat_id": MOM_CHAT.to_string()},
+            {"label": "huf", "client_id": HUF, "api_key": HUF_KEY, "api_secret": HUF_SECRET},
+        ]);
+        Self::with_accounts(lifetime_secs, accounts).await
+    }
+
+    async fn with_accounts(lifetime_secs: u64, accounts: Value) -> Self {
         let mom = SimClient {
             pin: MOM_PIN.into(),
             totp_secret: MOM_TOTP.into(),
@@ -68,12 +78,7 @@ impl Family {
                 "retry_max": "1s",
                 "verify_every": "1s",
                 "reprobe_after": "300ms",
-                "accounts": [
-                    {"label": "asha", "client_id": ASHA, "pin": PIN, "totp_secret": TOTP_SECRET},
-                    {"label": "mom", "client_id": MOM, "pin": mom_pin, "totp_secret": MOM_TOTP,
-                     "bind_address": "127.0.0.2", "telegram_chat_id": MOM_CHAT.to_string()},
-                    {"label": "huf", "client_id": HUF, "api_key": HUF_KEY, "api_secret": HUF_SECRET},
-                ],
+                "accounts": accounts,
             });
             if let Value::Object(shared) = shared {
                 m.extend(shared);
@@ -369,4 +374,47 @@ async fn the_cli_takes_an_account_label_and_lists_them_all() {
     assert!(run.stderr.contains("no account is labelled \"nobody\""), "{}", run.stderr);
     let run = f.ws.run(&["check", "--account", "mom"]).await;
     assert!(run.stdout.contains("127.0.0.2"), "{}", run.all());
+}
+
+#[tokio::test]
+async fn a_token_id_that_could_be_anyones_is_held_until_the_admin_says_whose() {
+    // Two consent accounts: a tokenId carries no client id, so the bot asks.
+    let f = Family::with_accounts(
+        3600,
+        json!([
+            {"label": "asha", "client_id": ASHA, "api_key": API_KEY, "api_secret": API_SECRET},
+            {"label": "huf", "client_id": HUF, "api_key": HUF_KEY, "api_secret": HUF_SECRET},
+        ]),
+    )
+    .await;
+    let d = f.start();
+    let alert = f.wait_message(CHAT, "huf · ⛔ No valid Dhan token").await;
+    let link = alert["reply_markup"]["inline_keyboard"][0]
+        .as_array()
+        .and_then(|b| b.iter().find_map(|b| b["url"].as_str()))
+        .expect("a login link")
+        .to_string();
+    let id = url::Url::parse(&link)
+        .expect("url")
+        .query_pairs()
+        .find(|(k, _)| k == "consentAppId")
+        .expect("id")
+        .1
+        .to_string();
+    let callback = f.sim.login(&id).expect("login");
+    let question = f.ask(CHAT, &callback, "Which account is it for?").await;
+    assert!(f.token_of("huf").is_none() && f.token_of("asha").is_none(), "nothing stored while it is held");
+    f.press(&question, "paste:huf").await;
+    let huf = eventually("the HUF's token from the held paste", || f.token_of("huf")).await;
+    assert_eq!(huf["client_id"], HUF);
+    assert!(f.token_of("asha").is_none());
+    // A second press finds nothing held: the paste was used once.
+    f.press(&question, "paste:asha").await;
+    f.wait_message(CHAT, "no longer kept").await;
+    // After "/refresh huf", the tokenId that comes back is the HUF's without asking.
+    let login = f.ask(CHAT, "/refresh huf", "huf · 🔗 Log in to Dhan").await;
+    f.consent_login(&login).await;
+    eventually("the HUF's second token", || (f.count(CHAT, "huf · ✅ New Dhan token (consent)") == 2).then_some(()))
+        .await;
+    f.stop(d).await;
 }
