@@ -14,6 +14,7 @@
 //! - `run.rs`: one pass of the loop ([`Keeper::step`]) and the loop itself ([`run`]).
 
 mod keepers;
+mod label;
 mod rotate;
 mod run;
 mod startup;
@@ -28,6 +29,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
 
 pub use keepers::{Keepers, Pick};
+use label::{AccountTag, tag};
 pub(crate) use rotate::{gate_error, mint_refused};
 pub use run::run;
 pub use status::{Live, RotateError, Suspicion};
@@ -35,13 +37,13 @@ pub use view::{TokenSummary, View};
 
 use crate::alerts;
 use crate::clock::SharedClock;
-use crate::config::{Config, Label};
+use crate::config::Config;
 use crate::dhan::{DhanClient, DhanError, Minted};
 use crate::ist;
 use crate::metrics::Metrics;
 use crate::policy::PolicyConfig;
 use crate::state::{Attempt, StateFile};
-use crate::telegram::{Button, Outbox};
+use crate::telegram::Outbox;
 use crate::token::{StoreError, Token, TokenSource, TokenStore};
 
 pub use crate::planner::MAX_NAP;
@@ -78,13 +80,6 @@ pub struct Keeper {
     account: Option<AccountTag>,
 }
 
-/// An account's name in a daemon that keeps several, and the extra chat its alerts go to.
-#[derive(Debug, Clone)]
-pub(crate) struct AccountTag {
-    label: Label,
-    chat: Option<i64>,
-}
-
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -116,46 +111,6 @@ impl Keeper {
             wake: Notify::new(),
             account: None,
         }
-    }
-
-    /// Names this keeper as one account of several: its alerts and confirmations start with
-    /// `label`, its buttons name it, and its alerts also go to `chat` (the account's own
-    /// `telegram_chat_id`) when that is not the shared alert chat.
-    pub fn for_account(mut self, label: Label, chat: Option<i64>) -> Self {
-        self.account = Some(AccountTag { label, chat });
-        self
-    }
-
-    /// The account's label when the daemon keeps several accounts.
-    pub fn label(&self) -> Option<&Label> {
-        self.account.as_ref().map(|a| &a.label)
-    }
-
-    /// The account's own alert chat, if it has one.
-    pub fn account_chat(&self) -> Option<i64> {
-        self.account.as_ref().and_then(|a| a.chat).filter(|_| self.outbox.is_enabled())
-    }
-
-    /// `html` as this account says it: prefixed with the label when there are several accounts.
-    pub fn tagged(&self, html: &str) -> String {
-        match self.label() {
-            Some(l) => format!("<b>{}</b> · {html}", crate::telegram::html::escape(l.as_str())),
-            None => html.to_string(),
-        }
-    }
-
-    /// `buttons` as this account's: callback data gains `:label`, so a press acts on it.
-    pub fn tagged_buttons(&self, buttons: Vec<Button>) -> Vec<Button> {
-        let Some(label) = self.label() else { return buttons };
-        buttons
-            .into_iter()
-            .map(|b| match b {
-                Button::Callback { label: text, data } => {
-                    Button::Callback { label: text, data: format!("{data}:{label}") }
-                }
-                other => other,
-            })
-            .collect()
     }
 
     /// The configuration it runs with (read-only).
@@ -248,18 +203,6 @@ impl Keeper {
     /// The chat that receives alerts, if Telegram is configured.
     pub fn alert_chat(&self) -> Option<i64> {
         self.cfg.telegram_chat_id.filter(|_| self.outbox.is_enabled())
-    }
-
-    fn alert(&self, html: String, buttons: Vec<Button>) {
-        let Some(chat) = self.alert_chat() else { return };
-        let html = self.tagged(&html);
-        if let Some(own) = self.account_chat().filter(|c| *c != chat) {
-            // The account's own chat reads; buttons there would only say "admin only".
-            let read_only: Vec<Button> =
-                buttons.iter().filter(|b| !matches!(b, Button::Callback { .. })).cloned().collect();
-            self.outbox.message(own, html.clone(), read_only);
-        }
-        self.outbox.message(chat, html, self.tagged_buttons(buttons));
     }
 
     /// When the next mint is allowed, if not now (Dhan's window from the last attempt).
@@ -366,7 +309,7 @@ impl Keeper {
         let client_id = self.cfg.client_id.clone();
         let outbox = self.outbox.clone();
         let chat = self.alert_chat();
-        let tag = self.label().map(|l| l.to_string());
+        let tag_label = self.label().map(|l| l.to_string());
         let failures = std::sync::Arc::clone(&self.metrics.hook_failures);
         let secrets = crate::hook::secrets_of(&self.cfg);
         self.tasks.spawn(async move {
@@ -376,12 +319,11 @@ impl Keeper {
                     tracing::error!(error = %e, "on_refresh command failed");
                     failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     if let Some(chat) = chat {
-                        let text = alerts::hook_failed(&e.to_string(), saved);
-                        let text = match &tag {
-                            Some(l) => format!("<b>{}</b> · {text}", crate::telegram::html::escape(l)),
-                            None => text,
-                        };
-                        outbox.message(chat, text, vec![]);
+                        outbox.message(
+                            chat,
+                            tag(tag_label.as_deref(), &alerts::hook_failed(&e.to_string(), saved)),
+                            vec![],
+                        );
                     }
                 }
             }
