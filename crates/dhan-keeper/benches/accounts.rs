@@ -8,10 +8,13 @@
 //! rarely); without `perf`, the nanosecond `schedstat` of every thread. Nothing here is a test:
 //! it measures and prints, and never fails on a number.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use common::{cpu_time, kib, rss_kib, terminate, wait_until, write_config};
 use dhan_sim::{DhanSim, SimClient, SimConfig, TelegramSim};
 use serde_json::{Value, json};
 use tokio::process::{Child, Command};
@@ -39,7 +42,7 @@ async fn main() -> anyhow::Result<()> {
         tg.add_chat(CHAT);
     }
     let first = json!({"client_id": base.client_id, "pin": base.pin, "totp_secret": base.totp_secret});
-    write_config(one_dir.path(), shared(&sim, &tg_one, first.as_object().cloned().unwrap_or_default()))?;
+    write_config(one_dir.path(), &shared(&sim, &tg_one, first.as_object().cloned().unwrap_or_default()))?;
     let mut accounts = vec![
         json!({"label": FAMILY[0], "client_id": base.client_id, "pin": base.pin, "totp_secret": base.totp_secret}),
     ];
@@ -48,7 +51,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let mut family = serde_json::Map::new();
     family.insert("accounts".into(), Value::Array(accounts));
-    write_config(five_dir.path(), shared(&sim, &tg_five, family))?;
+    write_config(five_dir.path(), &shared(&sim, &tg_five, family))?;
 
     let one = spawn(&bin, one_dir.path())?;
     let five = spawn(&bin, five_dir.path())?;
@@ -108,14 +111,6 @@ fn shared(sim: &DhanSim, tg: &TelegramSim, mut with: serde_json::Map<String, Val
     Value::Object(with)
 }
 
-fn write_config(dir: &Path, body: Value) -> anyhow::Result<()> {
-    let path = dir.join("dhan_config.json");
-    std::fs::write(&path, body.to_string())?;
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
-    Ok(())
-}
-
 fn spawn(bin: &Path, dir: &Path) -> anyhow::Result<Child> {
     Ok(Command::new(bin)
         .arg("run")
@@ -140,7 +135,7 @@ async fn idle_cpu(a: u32, b: u32, idle: Duration) -> (Duration, Duration, &'stat
             .stderr(Stdio::piped())
             .output()
     };
-    let (sa, sb) = (schedstat(a), schedstat(b));
+    let (sa, sb) = (cpu_time(a), cpu_time(b));
     let started = Instant::now();
     if let (Ok(pa), Ok(pb)) = tokio::join!(perf(a), perf(b))
         && let (Some(ta), Some(tb)) = (task_clock(&pa.stderr), task_clock(&pb.stderr))
@@ -149,7 +144,7 @@ async fn idle_cpu(a: u32, b: u32, idle: Duration) -> (Duration, Duration, &'stat
     }
     // No perf (or not allowed): the rest of the window, then the schedulers' own counters.
     tokio::time::sleep(idle.saturating_sub(started.elapsed())).await;
-    (schedstat(a).saturating_sub(sa), schedstat(b).saturating_sub(sb), "schedstat")
+    (cpu_time(a).saturating_sub(sa), cpu_time(b).saturating_sub(sb), "schedstat")
 }
 
 /// The task-clock milliseconds from `perf stat -x ,` output.
@@ -158,51 +153,4 @@ fn task_clock(stderr: &[u8]) -> Option<Duration> {
     let line = text.lines().find(|l| l.contains("task-clock"))?;
     let ms: f64 = line.split(',').next()?.trim().parse().ok()?;
     Some(Duration::from_secs_f64(ms / 1000.0))
-}
-
-/// CPU time of every thread of `pid` (nanosecond `schedstat`).
-fn schedstat(pid: u32) -> Duration {
-    let mut total = 0u64;
-    if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
-        for t in tasks.flatten() {
-            if let Ok(s) = std::fs::read_to_string(t.path().join("schedstat")) {
-                total += s.split_whitespace().next().and_then(|n| n.parse::<u64>().ok()).unwrap_or(0);
-            }
-        }
-    }
-    Duration::from_nanos(total)
-}
-
-async fn terminate(mut child: Child) -> anyhow::Result<()> {
-    let pid = child.id().unwrap_or_default();
-    std::process::Command::new("kill").arg("-TERM").arg(pid.to_string()).status()?;
-    tokio::time::timeout(Duration::from_secs(10), child.wait()).await??;
-    Ok(())
-}
-
-async fn wait_until<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> anyhow::Result<T> {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(v) = f() {
-            return Ok(v);
-        }
-        if Instant::now() > deadline {
-            anyhow::bail!("timed out waiting for both daemons to start");
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
-fn kib(k: u64) -> String {
-    format!("{:.1} MiB", k as f64 / 1024.0)
-}
-
-/// Resident set size from /proc, in KiB.
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
 }

@@ -5,10 +5,13 @@
 //! on 127.0.0.1, exactly as `dhan-keeper run` would against Dhan and Telegram. Nothing here is a
 //! test: it measures and prints, and never fails on a number.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant, SystemTime};
 
+use common::{cpu_time, kib, rss_kib, terminate, wait_until};
 use dhan_keeper::clock::{Clock, SystemClock};
 use dhan_keeper::secret::Secret;
 use dhan_keeper::token::{Token, TokenSource, TokenStore};
@@ -221,11 +224,7 @@ fn write_config(dir: &Path, sim: &DhanSim, tg: &TelegramSim, s: &SimConfig, mark
         "http_listen": "127.0.0.1:0", "http_token": HTTP_TOKEN, "market_hours": "off",
         "mint_cooldown": "1ms", "on_refresh": ["touch", marker.display().to_string()],
     });
-    let path = dir.join("dhan_config.json");
-    std::fs::write(&path, body.to_string())?;
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
-    Ok(())
+    common::write_config(dir, &body)
 }
 
 fn spawn(bin: &Path, dir: &Path) -> anyhow::Result<Child> {
@@ -264,27 +263,6 @@ fn spawn_logging(bin: &Path, dir: &Path, log: Option<Log>) -> anyhow::Result<Chi
     Ok(child)
 }
 
-async fn terminate(mut child: Child) -> anyhow::Result<Duration> {
-    let pid = child.id().unwrap_or_default();
-    let t = Instant::now();
-    std::process::Command::new("kill").arg("-TERM").arg(pid.to_string()).status()?;
-    tokio::time::timeout(Duration::from_secs(10), child.wait()).await??;
-    Ok(t.elapsed())
-}
-
-async fn wait_until<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> anyhow::Result<T> {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(v) = f() {
-            return Ok(v);
-        }
-        if Instant::now() > deadline {
-            anyhow::bail!("timed out");
-        }
-        tokio::time::sleep(Duration::from_micros(200)).await;
-    }
-}
-
 fn median(v: &mut [Duration]) -> Duration {
     v.sort();
     v.get(v.len() / 2).copied().unwrap_or_default()
@@ -292,33 +270,6 @@ fn median(v: &mut [Duration]) -> Duration {
 
 fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1000.0)
-}
-
-fn kib(k: u64) -> String {
-    format!("{:.1} MiB", k as f64 / 1024.0)
-}
-
-/// Resident set size from /proc, in KiB.
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
-/// CPU time of every thread of `pid` (nanosecond `schedstat`, not 10 ms ticks).
-fn cpu_time(pid: u32) -> Duration {
-    let mut total = 0u64;
-    if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
-        for t in tasks.flatten() {
-            if let Ok(s) = std::fs::read_to_string(t.path().join("schedstat")) {
-                total += s.split_whitespace().next().and_then(|n| n.parse::<u64>().ok()).unwrap_or(0);
-            }
-        }
-    }
-    Duration::from_nanos(total)
 }
 
 fn print_table(rows: &[Row]) {

@@ -168,7 +168,7 @@ pub fn healthz(v: &View) -> (bool, Value) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::time::Duration;
 
     use super::*;
@@ -176,11 +176,12 @@ mod tests {
     use crate::state::CredentialStop;
     use crate::token::TokenSource;
 
-    fn at(s: &str) -> DateTime<Utc> {
+    pub(crate) fn at(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).map(|t| t.with_timezone(&Utc)).unwrap_or_default()
     }
 
-    fn view() -> View {
+    /// A healthy view at 08:30 IST, the token expiring at 18:30 IST.
+    pub(crate) fn view() -> View {
         View {
             now: at("2026-11-30T03:00:00Z"),
             mode: Mode::Automatic,

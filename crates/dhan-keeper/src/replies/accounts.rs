@@ -99,38 +99,16 @@ pub fn healthz_many(accounts: &[(String, View)]) -> (bool, Value) {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
-    use chrono::{DateTime, Utc};
-
     use super::*;
     use crate::ist;
     use crate::lifecycle::TokenSummary;
-
-    fn at(s: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(s).map(|t| t.with_timezone(&Utc)).unwrap_or_default()
-    }
+    use crate::replies::tests::at;
 
     fn view(expires: &str) -> View {
-        View {
-            now: at("2026-11-30T03:00:00Z"),
-            mode: Mode::Automatic,
-            client_id: "1000000001".into(),
-            alert_before: Duration::from_secs(7200),
-            token: Some(TokenSummary { expires_at: ist::to_ist(&at(expires)), source: None, obtained_at: None }),
-            revoked: false,
-            suspect: None,
-            failures: 0,
-            unsaved: false,
-            dhan_reachable: Some(true),
-            ip: None,
-            paused: false,
-            last_attempt: None,
-            credential_stop: None,
-            next_rotation: None,
-            next_alert: None,
-            next_session: None,
-        }
+        let mut v = crate::replies::tests::view();
+        v.token = Some(TokenSummary { expires_at: ist::to_ist(&at(expires)), source: None, obtained_at: None });
+        v.next_rotation = None;
+        v
     }
 
     #[test]

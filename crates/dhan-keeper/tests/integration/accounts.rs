@@ -14,12 +14,12 @@ use serde_json::{Value, json};
 
 use crate::helpers::*;
 
-const MOM: &str = "1000000002";
-const HUF: &str = "1000000003";
-const MOM_PIN: &str = "246813";
-const MOM_TOTP: &str = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
-const HUF_KEY: &str = "huf-apikey-55aa";
-const HUF_SECRET: &str = "huf-apisecret-77bbcc";
+pub const MOM: &str = "1000000002";
+pub const HUF: &str = "1000000003";
+pub const MOM_PIN: &str = "246813";
+pub const MOM_TOTP: &str = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
+pub const HUF_KEY: &str = "huf-apikey-55aa";
+pub const HUF_SECRET: &str = "huf-apisecret-77bbcc";
 
 /// One simulator serving three clients: the trader (automatic), mom (automatic) and the HUF
 /// (consent), each with its own static IP.

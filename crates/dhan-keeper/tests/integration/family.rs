@@ -12,12 +12,7 @@ use crate::daemon::{CHAT, Daemon, STRANGER, assert_clean, eventually, eventually
 use crate::helpers::*;
 
 const ASHA: &str = "1000000001";
-const MOM: &str = "1000000002";
-const HUF: &str = "1000000003";
-const MOM_PIN: &str = "246813";
-const MOM_TOTP: &str = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
-const HUF_KEY: &str = "huf-apikey-55aa";
-const HUF_SECRET: &str = "huf-apisecret-77bbcc";
+use crate::accounts::{HUF, HUF_KEY, HUF_SECRET, MOM, MOM_PIN, MOM_TOTP};
 /// Mom's own chat: her alerts go there too; it may read about her account only.
 const MOM_CHAT: i64 = 555_000_555;
 
@@ -141,17 +136,25 @@ impl Family {
         (resp.status().as_u16(), resp.text().await.expect("body"))
     }
 
-    /// The consent login the trader does for the HUF: open the link from `message`, log in,
-    /// paste the address Dhan lands on into the admin chat.
-    async fn consent_login(&self, message: &Value) {
+    /// The address Dhan lands on after the trader logs in through the link under `message`.
+    fn login_through(&self, message: &Value) -> String {
         let link = message["reply_markup"]["inline_keyboard"][0]
             .as_array()
             .and_then(|b| b.iter().find_map(|b| b["url"].as_str()))
             .expect("a login link")
             .to_string();
-        let url = url::Url::parse(&link).expect("url");
-        let id = url.query_pairs().find(|(k, _)| k == "consentAppId").expect("consentAppId").1.to_string();
-        let callback = self.sim.login(&id).expect("simulated login");
+        let id = url::Url::parse(&link)
+            .expect("url")
+            .query_pairs()
+            .find(|(k, _)| k == "consentAppId")
+            .map(|p| p.1.to_string());
+        self.sim.login(&id.expect("consentAppId")).expect("simulated login")
+    }
+
+    /// The consent login the trader does for the HUF: open the link from `message`, log in,
+    /// paste the address Dhan lands on into the admin chat.
+    async fn consent_login(&self, message: &Value) {
+        let callback = self.login_through(message);
         self.ask(CHAT, &callback, "Got a tokenId").await;
     }
 
@@ -389,19 +392,7 @@ async fn a_token_id_that_could_be_anyones_is_held_until_the_admin_says_whose() {
     .await;
     let d = f.start();
     let alert = f.wait_message(CHAT, "huf · ⛔ No valid Dhan token").await;
-    let link = alert["reply_markup"]["inline_keyboard"][0]
-        .as_array()
-        .and_then(|b| b.iter().find_map(|b| b["url"].as_str()))
-        .expect("a login link")
-        .to_string();
-    let id = url::Url::parse(&link)
-        .expect("url")
-        .query_pairs()
-        .find(|(k, _)| k == "consentAppId")
-        .expect("id")
-        .1
-        .to_string();
-    let callback = f.sim.login(&id).expect("login");
+    let callback = f.login_through(&alert);
     let question = f.ask(CHAT, &callback, "Which account is it for?").await;
     assert!(f.token_of("huf").is_none() && f.token_of("asha").is_none(), "nothing stored while it is held");
     f.press(&question, "paste:huf").await;
