@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::clock::SharedClock;
 use crate::commands::{Bot, COMMANDS};
@@ -135,9 +136,12 @@ pub async fn start_accounts(
     first.calendar_notice();
     tasks.push(tokio::spawn(clock_check(Arc::clone(&first), shutdown.clone())));
     for keeper in keepers.all() {
-        keeper.credential_stop_notice();
-        tasks.push(tokio::spawn(crate::watch::run(Arc::clone(keeper), shutdown.clone())));
-        tasks.push(tokio::spawn(lifecycle::run(Arc::clone(keeper), shutdown.clone())));
+        // With several accounts every log line of an account's loop and watcher names it.
+        let span = keeper.span();
+        span.in_scope(|| keeper.credential_stop_notice());
+        let watch = crate::watch::run(Arc::clone(keeper), shutdown.clone()).instrument(span.clone());
+        tasks.push(tokio::spawn(watch));
+        tasks.push(tokio::spawn(lifecycle::run(Arc::clone(keeper), shutdown.clone()).instrument(span)));
     }
     Ok(Running { keeper: first, keepers, http, tasks, _locks: locks })
 }

@@ -163,7 +163,7 @@ impl Events {
 }
 
 /// The refusal when the request lacks the `/token` bearer; `None` when it may go on.
-fn refusal(k: &Keeper, headers: &HeaderMap) -> Option<Response> {
+pub(crate) fn refusal(k: &Keeper, headers: &HeaderMap) -> Option<Response> {
     let Some(expected) = &k.config().http_token else {
         return Some(
             (StatusCode::NOT_FOUND, "GET /events is disabled: set http_token in the config\n").into_response(),

@@ -75,15 +75,28 @@ pub fn secrets_of(cfg: &Config) -> Vec<String> {
     out
 }
 
+/// Whose token a hook gets: besides the token variables, a hook shared by several accounts
+/// learns the account's label (`DHAN_KEEPER_ACCOUNT`) and its token file (`DHAN_TOKEN_FILE`).
+#[derive(Debug, Clone)]
+pub struct Whose {
+    /// The configured client id (used when the token does not name one).
+    pub client_id: String,
+    /// The account's label, when the config lists accounts.
+    pub account: Option<String>,
+    /// The account's token file.
+    pub token_file: std::path::PathBuf,
+}
+
 /// Runs `argv` with the token in its environment; waits at most `timeout`. `secrets` are blanked
 /// out of anything it printed.
 pub async fn run(
     argv: &[String],
     token: &Token,
-    client_id: &str,
+    whose: &Whose,
     timeout: Duration,
     secrets: &[String],
 ) -> Result<(), HookError> {
+    let client_id = whose.client_id.as_str();
     let Some((program, args)) = argv.split_first() else {
         return Ok(());
     };
@@ -100,10 +113,14 @@ pub async fn run(
     cmd.env("DHAN_ACCESS_TOKEN", token.access_token.expose())
         .env("DHAN_TOKEN_EXPIRY", ist::to_ist(&token.expires_at).to_rfc3339())
         .env("DHAN_CLIENT_ID", token.client_id.as_deref().unwrap_or(client_id))
+        .env("DHAN_TOKEN_FILE", &whose.token_file)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
+    if let Some(account) = &whose.account {
+        cmd.env("DHAN_KEEPER_ACCOUNT", account);
+    }
     let mut child = cmd.spawn().map_err(|source| HookError::Spawn { program: program.clone(), source })?;
     tracing::debug!(pid = child.id(), "on_refresh started");
     let stderr = child.stderr.take();

@@ -18,8 +18,9 @@ struct Args {
     /// Config file [default: $DHAN_KEEPER_CONFIG, else ./dhan_config.json]
     #[arg(long, short, global = true, value_name = "PATH")]
     config: Option<PathBuf>,
-    /// The account to act on, by label, when the config lists several [env: DHAN_KEEPER_ACCOUNT]
-    #[arg(long, short, global = true, value_name = "LABEL", env = "DHAN_KEEPER_ACCOUNT", hide_env = true)]
+    /// The account to act on, by label, when the config lists several [env: DHAN_KEEPER_ACCOUNT,
+    /// except for `run`, which keeps every account unless --account is given]
+    #[arg(long, short, global = true, value_name = "LABEL")]
     account: Option<String>,
     /// Log line format on stderr (filter with RUST_LOG).
     #[arg(long, global = true, value_enum, default_value_t)]
@@ -141,6 +142,8 @@ fn main() -> ExitCode {
             "could not turn core dumps off; a crash dump would hold the secrets (set LimitCORE=0 / ulimit -c 0)"
         );
     }
+    // The account for the one-account commands: --account, else DHAN_KEEPER_ACCOUNT.
+    let account = args.account.clone().or_else(|| std::env::var("DHAN_KEEPER_ACCOUNT").ok().filter(|a| !a.is_empty()));
     match args.command {
         #[cfg(feature = "demo")]
         Command::Demo { interactive } => block_on(demo::run(interactive)),
@@ -162,14 +165,16 @@ fn main() -> ExitCode {
             Ok(accounts) => cli::accounts(&accounts),
             Err(e) => config_error(e),
         },
-        Command::Status { json, file } => match targets(file, args.config, args.account.as_deref(), true) {
+        Command::Status { json, file } => match targets(file, args.config, account.as_deref(), true) {
             Ok(t) => cli::status(&t, &SystemClock, json),
             Err(code) => code,
         },
-        Command::Token { file } => match targets(file, args.config, args.account.as_deref(), false) {
+        Command::Token { file } => match targets(file, args.config, account.as_deref(), false) {
             Ok(t) => t.first().map_or(ExitCode::from(2), |t| cli::token(t, &SystemClock)),
             Err(code) => code,
         },
+        // Only an explicit --account narrows `run`: DHAN_KEEPER_ACCOUNT, exported for the CLI's
+        // convenience, must never leave the family's other accounts unkept.
         Command::WithConfig(ConfigCommand::Run) => match Config::load_accounts(args.config) {
             Ok(accounts) => match only(accounts, args.account.as_deref()) {
                 Ok(accounts) => {
@@ -182,7 +187,17 @@ fn main() -> ExitCode {
             },
             Err(e) => config_error(e),
         },
-        Command::WithConfig(command) => match load(args.config, args.account.as_deref()) {
+        Command::WithConfig(ConfigCommand::Calendar { segment, from, days, json }) => {
+            // The calendar is shared: any account's config has it.
+            match load_shared(args.config) {
+                Ok(cfg) => {
+                    warn_once(&cfg);
+                    cli::calendar(&cfg, &SystemClock, segment.as_deref(), from.as_deref(), days, json)
+                }
+                Err(code) => code,
+            }
+        }
+        Command::WithConfig(command) => match load(args.config, account.as_deref()) {
             Ok(cfg) => run(command, &cfg),
             Err(code) => code,
         },
@@ -202,13 +217,34 @@ fn load(path: Option<PathBuf>, account: Option<&str>) -> Result<Config, ExitCode
     }
 }
 
+/// The keys every account shares (the first account's config, which carries them all).
+fn load_shared(path: Option<PathBuf>) -> Result<Config, ExitCode> {
+    let accounts = Config::load_accounts(path).map_err(config_error)?;
+    let mut cfg = accounts.list.first().map(|a| a.config.clone()).ok_or(ExitCode::from(2))?;
+    cfg.warnings = accounts.warnings;
+    Ok(cfg)
+}
+
 /// `run --account LABEL` keeps that one account; `run` alone keeps them all.
 fn only(
     mut accounts: dhan_keeper::config::Accounts,
     account: Option<&str>,
 ) -> Result<dhan_keeper::config::Accounts, ExitCode> {
-    let Some(label) = account else { return Ok(accounts) };
+    let all = accounts.labels().join(", ");
+    let Some(label) = account else {
+        if accounts.listed {
+            tracing::info!(accounts = %all, "keeping every account of the config");
+        }
+        return Ok(accounts);
+    };
     let chosen = accounts.select(Some(label)).map_err(|e| usage_error(&e))?.clone();
+    if accounts.list.len() > 1 {
+        tracing::warn!(
+            kept = %chosen.label,
+            of = %all,
+            "keeping only this account (--account); the others are not kept by this process"
+        );
+    }
     accounts.list = vec![chosen];
     Ok(accounts)
 }

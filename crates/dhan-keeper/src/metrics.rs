@@ -119,12 +119,17 @@ pub fn render(accounts: Vec<(Option<String>, Vec<Family>)>, telegram_send_failur
             }
         }
     }
-    merged.push(family(
-        "dhan_keeper_telegram_send_failures_total",
-        "counter",
-        "Telegram sends that failed (each retry counts; shared by all accounts).",
-        one(telegram_send_failures),
-    ));
+    // Where it always stood, before the hook's counter; the bot is shared, so no account label.
+    let at = merged.iter().position(|f| f.name == "dhan_keeper_hook_failures_total").unwrap_or(merged.len());
+    merged.insert(
+        at,
+        family(
+            "dhan_keeper_telegram_send_failures_total",
+            "counter",
+            "Telegram sends that failed (each retry counts).",
+            one(telegram_send_failures),
+        ),
+    );
     let mut s = String::new();
     for f in merged {
         let _ = writeln!(s, "# HELP {} {}\n# TYPE {} {}", f.name, f.help, f.name, f.kind);

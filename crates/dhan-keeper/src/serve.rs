@@ -67,6 +67,9 @@ pub async fn bind(
             get(move |State(ks): State<Keepers>, headers: HeaderMap| {
                 let shutdown = events.clone();
                 async move {
+                    if let Some(refused) = crate::events::refusal(ks.first(), &headers) {
+                        return refused;
+                    }
                     match pick(&ks, None) {
                         Ok(k) => crate::events::stream(k, headers, shutdown).await,
                         Err(r) => *r,
@@ -79,6 +82,9 @@ pub async fn bind(
             get(move |State(ks): State<Keepers>, Path(label): Path<String>, headers: HeaderMap| {
                 let shutdown = events_of.clone();
                 async move {
+                    if let Some(refused) = crate::events::refusal(ks.first(), &headers) {
+                        return refused;
+                    }
                     match pick(&ks, Some(&label)) {
                         Ok(k) => crate::events::stream(k, headers, shutdown).await,
                         Err(r) => *r,

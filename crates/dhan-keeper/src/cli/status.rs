@@ -150,7 +150,7 @@ pub fn status(targets: &[Target], clock: &dyn Clock, as_json: bool) -> ExitCode 
     }
     if as_json {
         let doc = match values.as_slice() {
-            [one] if targets.iter().all(|t| t.label.is_none()) => one.clone(),
+            [one] => one.clone(),
             _ => serde_json::Value::Array(values),
         };
         super::out(&serde_json::to_string_pretty(&doc).unwrap_or_default());
@@ -162,7 +162,10 @@ pub fn status(targets: &[Target], clock: &dyn Clock, as_json: bool) -> ExitCode 
 fn status_of(target: &Target, clock: &dyn Clock, as_json: bool) -> (bool, Option<serde_json::Value>) {
     if let Some(reason) = untrusted_dir(&target.token_file) {
         if as_json {
-            let v = json!({ "account": target.label, "token_file": target.token_file, "state": "untrusted", "error": reason });
+            let mut v = json!({ "token_file": target.token_file, "state": "untrusted", "error": reason });
+            if let (Some(label), Some(obj)) = (&target.label, v.as_object_mut()) {
+                obj.insert("account".into(), json!(label));
+            }
             return (false, Some(v));
         }
         super::out(&format!("Token file  {}\nState       ❌ not trusted: {reason}", target.token_file.display()));

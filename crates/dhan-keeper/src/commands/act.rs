@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use tracing::Instrument;
 
 use super::Bot;
 use crate::account;
@@ -52,7 +53,7 @@ impl Bot {
                     );
                 }
                 self.say(chat, k, "🔄 Getting a new token…");
-                match k.rotate("/refresh", crate::gate::Asker::Admin).await {
+                match k.rotate("/refresh", crate::gate::Asker::Admin).instrument(k.span()).await {
                     Ok(t) if Some(chat) != k.alert_chat() => self.say(chat, k, &alerts::rotated(&t, k.now())),
                     Ok(_) => {} // the confirmation went to this chat already
                     Err(RotateError::Cooldown { until, .. }) => self.say(chat, k, &cooldown_text(k, until)),
@@ -75,7 +76,6 @@ impl Bot {
                 }
                 text.push_str(&alerts::login_instructions(&url));
                 let buttons = alerts::login_buttons(Some(&url), k.config().totp_secret.is_some());
-                self.login_sent(k);
                 self.outbox.message(chat, k.tagged(&text), k.tagged_buttons(buttons));
             }
             Err(e) => {
@@ -87,7 +87,9 @@ impl Bot {
     /// A plain message from the admin chat: a login address, a tokenId or an access token. It
     /// goes to the account it belongs to, or is held while the admin says which.
     pub(crate) async fn paste(&self, chat: i64, text: &str) {
-        let owner = match paste::classify(text) {
+        let classified = paste::classify(text);
+        let consent_only = matches!(classified, Paste::TokenId(_));
+        let owner = match classified {
             Paste::TokenId(_) => Ok(self.token_id_owner()),
             Paste::AccessToken(t) => self.access_token_owner(&t),
             Paste::UrlWithoutTokenId => {
@@ -110,7 +112,7 @@ impl Bot {
         };
         match owner {
             Ok(Some(k)) => self.paste_into(chat, &k, text).await,
-            Ok(None) => self.hold(chat, text, "I cannot tell which account this is for."),
+            Ok(None) => self.hold(chat, text, "I cannot tell which account this is for.", consent_only),
             Err(reply) => self.reply(chat, reply),
         }
     }
@@ -127,11 +129,11 @@ impl Bot {
         let result = match paste::classify(text) {
             Paste::TokenId(id) => {
                 self.say(chat, k, "🔑 Got a tokenId; asking Dhan for the token…");
-                k.consume_token_id(&id).await
+                k.consume_token_id(&id).instrument(k.span()).await
             }
             Paste::AccessToken(t) => {
                 self.say(chat, k, "🔑 Got an access token; checking it with Dhan…");
-                k.install_pasted(t).await
+                k.install_pasted(t).instrument(k.span()).await
             }
             // Classified before it was held or routed.
             Paste::UrlWithoutTokenId | Paste::Unrecognised => return,

@@ -172,7 +172,7 @@ impl Bot {
                     Err(e) => self.reply(chat, e),
                 },
             },
-            Command::Help => self.reply(chat, self.help()),
+            Command::Help => self.reply(chat, self.help(chat)),
             Command::Account => self.on_account(chat, arg, which::Act::Account).await,
             Command::Calendar => self.reply(chat, self.calendar_text()),
             Command::Refresh => self.on_account(chat, arg, which::Act::Refresh).await,
@@ -234,14 +234,17 @@ impl Bot {
         }
     }
 
-    fn help(&self) -> String {
+    fn help(&self, chat: i64) -> String {
         let mut s = help_text();
-        if self.keepers.several() {
+        let visible = self.visible(chat);
+        let labels = which::labels_of(&visible);
+        if self.keepers.several() && !labels.is_empty() {
+            let example = visible.iter().find_map(|k| k.label().map(|l| l.to_string())).unwrap_or_default();
             s.push_str(&format!(
                 "\n\nAccounts: {}. Name one after a command (<code>/status {}</code>); without a name /status shows \
                  all, /pause and /resume act on all, and /refresh and /account ask which.",
-                escape(&self.keepers.label_list()),
-                escape(self.keepers.labels().first().map(String::as_str).unwrap_or("mom"))
+                escape(&labels),
+                escape(&example)
             ));
         }
         s
@@ -276,19 +279,20 @@ impl Bot {
 
     async fn on_callback(&self, q: &CallbackQuery) {
         let chat = q.message.as_ref().map_or(q.from.id, |m| m.chat.id);
-        if self.role(chat) != Role::Admin {
-            if self.role(chat) == Role::Stranger {
-                self.stranger(chat, Some(q.from.id), "a button press");
-            } else {
-                self.outbox.answer(&q.id, Some("Only the admin chat can do that.".into()), false);
-            }
-            return;
-        }
         let data = q.data.as_deref().unwrap_or_default();
         let (what, label) = match data.split_once(':') {
             Some((w, l)) => (w, Some(l)),
             None => (data, None),
         };
+        // Reading an account (`/account`'s buttons) is for every chat that may see it; the rest
+        // is the admin's.
+        let reads = what == which::CB_ACCOUNT;
+        match self.role(chat) {
+            Role::Admin => {}
+            Role::Viewer if reads => {}
+            Role::Viewer => return self.outbox.answer(&q.id, Some("Only the admin chat can do that.".into()), false),
+            Role::Stranger => return self.stranger(chat, Some(q.from.id), "a button press"),
+        }
         let keeper = match self.pick(chat, label) {
             Ok(k) => k,
             Err(e) => return self.outbox.answer(&q.id, Some(strip_tags(&e)), true),

@@ -6,7 +6,7 @@ use crate::telegram::html::escape;
 pub const COMMANDS: &[(&str, &str)] = &[
     ("start", "Bot and token overview"),
     ("status", "Token validity, expiry (IST), next rotation and alert"),
-    ("refresh", "Get a new token now (admin; add an account label)"),
+    ("refresh", "Get a new token now (admin)"),
     ("account", "Funds, holdings and positions"),
     ("calendar", "Next five sessions and the next holiday (IST)"),
     ("pause", "Stop automatic rotation and alerts (admin)"),

@@ -39,23 +39,32 @@ pub(crate) enum Act {
 pub(crate) struct Pending {
     /// A pasted tokenId or access token waiting for its account, and when it came.
     pub(crate) paste: Option<(Secret, DateTime<Utc>)>,
-    /// The account a login link was last sent for, and when.
-    pub(crate) login: Option<(String, DateTime<Utc>)>,
 }
 
 impl Bot {
     /// The keeper `label` names for `chat`, or the reply that says what to type instead.
     pub(crate) fn pick(&self, chat: i64, label: Option<&str>) -> Result<Arc<Keeper>, String> {
+        // A classic config has one unlabelled account: a word after the command (`/refresh
+        // now`) is not an account's name, and is ignored as it always was.
+        if let [only] = self.keepers.all()
+            && only.label().is_none()
+        {
+            return Ok(Arc::clone(only));
+        }
         let visible = self.visible(chat);
         if let (None, [only]) = (label, visible.as_slice()) {
             return Ok(Arc::clone(only));
         }
-        match self.keepers.pick(label) {
-            Ok(k) if visible.iter().any(|v| Arc::ptr_eq(v, k)) => Ok(Arc::clone(k)),
-            Ok(_) => Err(format!(
-                "🔒 This chat receives another account's alerts; it cannot ask about {}.",
-                escape(label.unwrap_or_default())
-            )),
+        let picked = self.keepers.pick(label);
+        if visible.len() < self.keepers.all().len() {
+            // An account's own chat hears of its own accounts only, not of the family's labels.
+            return match picked {
+                Ok(k) if visible.iter().any(|v| Arc::ptr_eq(v, k)) => Ok(Arc::clone(k)),
+                _ => Err(format!("❓ This chat can ask about: {}.", escape(&labels_of(&visible)))),
+            };
+        }
+        match picked {
+            Ok(k) => Ok(Arc::clone(k)),
             Err(e @ Pick::Unknown(_)) => Err(format!("❓ {}", escape(&e.message(&self.keepers)))),
             Err(e @ Pick::Ambiguous) => Err(format!("❓ {}.", escape(&e.message(&self.keepers)))),
         }
@@ -68,7 +77,7 @@ impl Bot {
                 Act::Refresh => ("🔄 Get a new token for which account?", crate::alerts::CB_REFRESH),
                 Act::Account => ("💼 Show which account?", CB_ACCOUNT),
             };
-            self.ask(chat, question, data);
+            self.ask(chat, question, data, |_| true);
             return;
         }
         match self.pick(chat, label) {
@@ -80,22 +89,25 @@ impl Bot {
         }
     }
 
-    /// Asks which account, with one button per account the chat may see.
-    pub(crate) fn ask(&self, chat: i64, question: &str, data: &str) {
+    /// Asks which account, with one button per account the chat may see that `fits`.
+    pub(crate) fn ask(&self, chat: i64, question: &str, data: &str, fits: impl Fn(&Keeper) -> bool) {
         let buttons = self
             .visible(chat)
             .iter()
+            .filter(|k| fits(k))
             .filter_map(|k| k.label())
             .map(|l| Button::Callback { label: l.to_string(), data: format!("{data}:{l}") })
             .collect();
         self.outbox.message(chat, question, buttons);
     }
 
-    /// Holds a paste until a button says whose it is (a newer paste replaces it).
-    pub(crate) fn hold(&self, chat: i64, text: &str, why: &str) {
+    /// Holds a paste until a button says whose it is (a newer paste replaces it); only the
+    /// accounts that can take it (`consent_only`: those with an API key) get a button.
+    pub(crate) fn hold(&self, chat: i64, text: &str, why: &str, consent_only: bool) {
         let now = self.now();
         self.which.lock().unwrap_or_else(|e| e.into_inner()).paste = Some((Secret::new(text), now));
-        self.ask(chat, &format!("🔑 {why} Which account is it for? (kept for 10 minutes)"), CB_PASTE);
+        let question = format!("🔑 {why} Which account is it for? (kept for 10 minutes)");
+        self.ask(chat, &question, CB_PASTE, |k| !consent_only || can_consent(k));
     }
 
     /// The held paste, if it is still fresh; taken, so a second press does nothing.
@@ -105,30 +117,23 @@ impl Bot {
         (now - held.1 < HOLD_FOR).then_some(held.0)
     }
 
-    /// Notes that a login link went out for `k`, so the tokenId that comes back is its own.
-    pub(crate) fn login_sent(&self, k: &Keeper) {
-        if let Some(l) = k.label() {
-            self.which.lock().unwrap_or_else(|e| e.into_inner()).login = Some((l.to_string(), self.now()));
-        }
-    }
-
     /// The account a pasted tokenId belongs to, when it can be known: the only account, the
-    /// only consent account, or the one a login link was sent for lately.
+    /// only consent account a login link was made for in the last [`LOGIN_ANSWERS_FOR`] (by
+    /// `/refresh` or an alert), or the only consent account.
     pub(crate) fn token_id_owner(&self) -> Option<Arc<Keeper>> {
         let all = self.keepers.all();
         if let [only] = all {
             return Some(Arc::clone(only));
         }
         let now = self.now();
-        let login = self.which.lock().unwrap_or_else(|e| e.into_inner()).login.clone();
-        if let Some((label, _)) = login.filter(|(_, at)| now - *at < LOGIN_ANSWERS_FOR)
-            && let Ok(k) = self.keepers.pick(Some(&label))
-        {
-            return Some(Arc::clone(k));
-        }
-        let consent: Vec<_> = all.iter().filter(|k| k.config().api_key.is_some()).collect();
-        match consent.as_slice() {
-            [only] => Some(Arc::clone(only)),
+        let consent: Vec<&Arc<Keeper>> = all.iter().filter(|k| can_consent(k)).collect();
+        let asked: Vec<&Arc<Keeper>> = consent
+            .iter()
+            .copied()
+            .filter(|k| k.live().login_sent_at.is_some_and(|at| now - at < LOGIN_ANSWERS_FOR))
+            .collect();
+        match (asked.as_slice(), consent.as_slice()) {
+            ([one], _) | ([], [one]) => Some(Arc::clone(one)),
             _ => None,
         }
     }
@@ -152,4 +157,14 @@ impl Bot {
             _ => Ok(None),
         }
     }
+}
+
+/// Whether an account can take a tokenId (the consent flow needs its API key and secret).
+fn can_consent(k: &Keeper) -> bool {
+    k.config().api_key.is_some() && k.config().api_secret.is_some()
+}
+
+/// "mom, huf" for the accounts a chat may see.
+pub(crate) fn labels_of(keepers: &[Arc<Keeper>]) -> String {
+    keepers.iter().filter_map(|k| k.label().map(|l| l.to_string())).collect::<Vec<_>>().join(", ")
 }

@@ -131,8 +131,9 @@ impl Accounts {
         Self { list: vec![AccountConfig { label, config, alert_chat_id: None }], listed: false, path, warnings }
     }
 
-    /// The account with this label.
+    /// The account with this label (as typed: case and spaces around it do not matter).
     pub fn get(&self, label: &str) -> Option<&AccountConfig> {
+        let label = label.trim().to_ascii_lowercase();
         self.list.iter().find(|a| a.label.as_str() == label)
     }
 

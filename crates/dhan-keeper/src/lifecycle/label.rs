@@ -62,6 +62,23 @@ impl Keeper {
             .collect()
     }
 
+    /// The span every log line about this account runs in: `account{label=mom}` with several
+    /// accounts, the caller's own span otherwise.
+    pub fn span(&self) -> tracing::Span {
+        match self.label() {
+            Some(label) => tracing::info_span!("account", %label),
+            None => tracing::Span::current(),
+        }
+    }
+
+    /// A notice about what every account shares (the machine's clock, the calendar): to the
+    /// shared alert chat, without a label.
+    pub(super) fn notice(&self, html: String, buttons: Vec<Button>) {
+        if let Some(chat) = self.alert_chat() {
+            self.outbox.message(chat, html, buttons);
+        }
+    }
+
     pub(super) fn alert(&self, html: String, buttons: Vec<Button>) {
         let Some(chat) = self.alert_chat() else { return };
         let html = self.tagged(&html);

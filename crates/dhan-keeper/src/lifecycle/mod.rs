@@ -306,28 +306,36 @@ impl Keeper {
     fn run_hook(&self, token: Token, saved: bool) {
         let Some(argv) = self.cfg.on_refresh.clone() else { return };
         let timeout = self.cfg.hook_timeout;
-        let client_id = self.cfg.client_id.clone();
+        let whose = crate::hook::Whose {
+            client_id: self.cfg.client_id.clone(),
+            account: self.label().map(|l| l.to_string()),
+            token_file: self.store.path().to_path_buf(),
+        };
         let outbox = self.outbox.clone();
         let chat = self.alert_chat();
         let tag_label = self.label().map(|l| l.to_string());
         let failures = std::sync::Arc::clone(&self.metrics.hook_failures);
         let secrets = crate::hook::secrets_of(&self.cfg);
-        self.tasks.spawn(async move {
-            match crate::hook::run(&argv, &token, &client_id, timeout, &secrets).await {
-                Ok(()) => tracing::info!("on_refresh command finished"),
-                Err(e) => {
-                    tracing::error!(error = %e, "on_refresh command failed");
-                    failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    if let Some(chat) = chat {
-                        outbox.message(
-                            chat,
-                            tag(tag_label.as_deref(), &alerts::hook_failed(&e.to_string(), saved)),
-                            vec![],
-                        );
+        let span = self.span();
+        self.tasks.spawn(tracing::Instrument::instrument(
+            async move {
+                match crate::hook::run(&argv, &token, &whose, timeout, &secrets).await {
+                    Ok(()) => tracing::info!("on_refresh command finished"),
+                    Err(e) => {
+                        tracing::error!(error = %e, "on_refresh command failed");
+                        failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        if let Some(chat) = chat {
+                            outbox.message(
+                                chat,
+                                tag(tag_label.as_deref(), &alerts::hook_failed(&e.to_string(), saved)),
+                                vec![],
+                            );
+                        }
                     }
                 }
-            }
-        });
+            },
+            span,
+        ));
     }
 
     /// Records a failed attempt; alerts after `alert_after_failures` in a row (or at once when

@@ -142,6 +142,8 @@ impl Keeper {
             return Err(RotateError::NotConfigured("the consent flow needs api_key and api_secret in the config"));
         };
         let consent = self.dhan.generate_consent(key, secret).await?;
+        let now = self.clock.now();
+        self.set_live(|l| l.login_sent_at = Some(now));
         Ok(self.dhan.consent_login_url(&consent).to_string())
     }
 }

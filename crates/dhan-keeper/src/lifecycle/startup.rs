@@ -23,7 +23,7 @@ impl Keeper {
             "this machine's clock is {:.0} s {side} Dhan's; TOTP codes will be refused. Enable NTP (timedatectl set-ntp true)",
             offset.abs()
         );
-        self.alert(
+        self.notice(
             format!(
                 "⏰ <b>This machine's clock is {:.0} s {side} Dhan's.</b> TOTP codes depend on the time, so minting will fail. Enable NTP (<code>timedatectl set-ntp true</code>), then check with <code>dhan-keeper check</code>.",
                 offset.abs()
@@ -52,7 +52,7 @@ impl Keeper {
         let Some((end, notice)) = crate::calendar::end_notice(&self.cfg.calendar, segs, today) else { return };
         tracing::warn!("{notice}");
         if self.alert_chat().is_some() && self.state.get().calendar_notice_for != Some(end) {
-            self.alert(format!("📅 {}", escape(&notice)), vec![]);
+            self.notice(format!("📅 {}", escape(&notice)), vec![]);
             self.state.update(|s| s.calendar_notice_for = Some(end));
         }
     }

@@ -124,4 +124,7 @@ pub struct Live {
     pub totp_refusals: u32,
     /// The token (by expiry) for which "the next attempt comes after expiry" was already said.
     pub gap_alerted_for: Option<DateTime<FixedOffset>>,
+    /// When a consent login link was last made for this account (a tokenId pasted soon after
+    /// is its answer); cleared when a token is taken in.
+    pub login_sent_at: Option<DateTime<Utc>>,
 }

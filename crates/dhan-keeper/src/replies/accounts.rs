@@ -49,14 +49,20 @@ fn block(label: &str, v: &View) -> String {
 /// `/status` for several accounts.
 pub fn status_many(accounts: &[(String, View)]) -> String {
     let blocks: Vec<String> = worst_first(accounts).iter().map(|(l, v)| block(l, v)).collect();
-    let mut s = format!("<b>{} accounts</b>\n\n{}", accounts.len(), blocks.join("\n\n"));
+    let n = accounts.len();
+    let mut s = format!("<b>{n} account{}</b>\n\n{}", if n == 1 { "" } else { "s" }, blocks.join("\n\n"));
     s.push_str("\n\nDetails of one: /status LABEL");
     s
 }
 
 /// `/start` for several accounts.
 pub fn start_many(accounts: &[(String, View)]) -> String {
-    let mut s = format!("👋 <b>dhan-keeper</b> v{} keeps {} accounts:", env!("CARGO_PKG_VERSION"), accounts.len());
+    let n = accounts.len();
+    let mut s = format!(
+        "👋 <b>dhan-keeper</b> v{} keeps {n} account{}:",
+        env!("CARGO_PKG_VERSION"),
+        if n == 1 { "" } else { "s" }
+    );
     for (label, v) in accounts {
         let paused = if v.paused { " · ⏸ paused" } else { "" };
         s.push_str(&format!(

@@ -42,8 +42,10 @@ async fn every_command_answers_the_authorized_chat() {
     assert_eq!(s.texts(CHAT).len(), before + 1, "only /help was answered: {:?}", &s.texts(CHAT)[before..]);
 
     let mints = s.sim.mints();
-    let wait = s.ask(CHAT, "/refresh", "⏳").await;
+    // A word after the command is not an account's name in a one-account config: ignored.
+    let wait = s.ask(CHAT, "/refresh now", "⏳").await;
     assert!(wait.contains("one new token every 2m") && wait.contains("Try again in 1m"), "{wait}");
+    assert!(s.ask(CHAT, "/status please", "Next rotation").await.starts_with("Token: "));
     assert_eq!(s.sim.mints(), mints, "no mint inside the cooldown");
 
     s.ask(CHAT, "/pause", "Paused").await;

@@ -83,7 +83,8 @@ impl Family {
     }
 
     fn start(&self) -> Daemon {
-        Daemon::start(&self.ws)
+        // Exported for the CLI's convenience, it must not narrow `run` to one account.
+        Daemon::start_with(&self.ws, &[], &[("DHAN_KEEPER_ACCOUNT", "asha")])
     }
 
     fn texts(&self, chat: i64) -> Vec<String> {
@@ -265,7 +266,7 @@ async fn three_accounts_start_rotate_and_answer_by_label() {
 
     // Mom's chat reads her account only, and changes nothing.
     f.ask(MOM_CHAT, "/status", "mom · ").await;
-    f.ask(MOM_CHAT, "/status asha", "cannot ask about asha").await;
+    f.ask(MOM_CHAT, "/status asha", "This chat can ask about: mom.").await;
     f.ask(MOM_CHAT, "/refresh mom", "Only the admin chat").await;
 
     // Strangers get nothing, the admin hears once.
@@ -327,8 +328,18 @@ async fn eventually_http(f: &Family, path: &str) -> (u16, String) {
 
 #[tokio::test]
 async fn a_failing_account_never_delays_the_others() {
-    // Mom's config holds a wrong PIN: Dhan refuses her, and asha keeps rotating meanwhile.
-    let f = Family::new(60, "000000").await;
+    // Mom's config holds a wrong PIN: Dhan refuses her, and asha keeps rotating meanwhile. A
+    // hook shared by both learns whose token it got.
+    let f = Family::with_accounts(
+        60,
+        json!([
+            {"label": "asha", "client_id": ASHA, "pin": PIN, "totp_secret": TOTP_SECRET,
+             "on_refresh": ["sh", "-c", "echo \"$DHAN_KEEPER_ACCOUNT $DHAN_TOKEN_FILE\" >> hook.log"]},
+            {"label": "mom", "client_id": MOM, "pin": "000000", "totp_secret": MOM_TOTP},
+            {"label": "huf", "client_id": HUF, "api_key": HUF_KEY, "api_secret": HUF_SECRET},
+        ]),
+    )
+    .await;
     let d = f.start();
     let stop = f.wait_message(CHAT, "mom · ").await;
     let stop = stop["text"].as_str().unwrap_or_default().to_string();
@@ -336,6 +347,10 @@ async fn a_failing_account_never_delays_the_others() {
     let asha = f.sim.mints_for(ASHA);
     eventually("two rotations of asha while mom fails", || (f.sim.mints_for(ASHA) >= asha + 2).then_some(())).await;
     assert!(f.token_of("mom").is_none(), "mom has no token");
+    let hook_log =
+        eventually("the hook's record", || std::fs::read_to_string(f.ws.dir.path().join("hook.log")).ok()).await;
+    let first = hook_log.lines().next().unwrap_or_default().to_string();
+    assert!(first.starts_with("asha ") && first.ends_with("dhan_token.asha.json"), "{hook_log}");
     assert_eq!(f.sim.mints_for(MOM), 0);
     // Worst first: mom's block leads /status.
     let status = f.ask(CHAT, "/status", "3 accounts").await;
@@ -402,9 +417,12 @@ async fn a_token_id_that_could_be_anyones_is_held_until_the_admin_says_whose() {
     // A second press finds nothing held: the paste was used once.
     f.press(&question, "paste:asha").await;
     f.wait_message(CHAT, "no longer kept").await;
-    // After "/refresh huf", the tokenId that comes back is the HUF's without asking.
+    // Asha's login link from her alert is still outstanding, so after "/refresh huf" a tokenId
+    // could still be either's: the bot asks again rather than guess (a wrong guess spends it).
     let login = f.ask(CHAT, "/refresh huf", "huf · 🔗 Log in to Dhan").await;
-    f.consent_login(&login).await;
+    let callback = f.login_through(&login);
+    let question = f.ask(CHAT, &callback, "Which account is it for?").await;
+    f.press(&question, "paste:huf").await;
     eventually("the HUF's second token", || (f.count(CHAT, "huf · ✅ New Dhan token (consent)") == 2).then_some(()))
         .await;
     f.stop(d).await;
