@@ -29,6 +29,9 @@ pub enum AppError {
     /// The Telegram client could not be built.
     #[error(transparent)]
     Telegram(#[from] crate::telegram::TgError),
+    /// The fleet (`redis_url`) could not be joined.
+    #[error(transparent)]
+    Fleet(#[from] crate::fleet::FleetError),
     /// `http_listen` could not be bound.
     #[error("cannot listen on http_listen {addr}: {source}; is another process using that port?")]
     Listen {
@@ -91,6 +94,7 @@ pub async fn start(cfg: Config, clock: SharedClock, shutdown: CancellationToken)
     // The saved token is checked with Dhan by the loop's first pass (`Keeper::verify`), like every
     // later check: start-up does not wait for Dhan, and a restart never mints while it is alive.
     let keeper = Arc::new(Keeper::new(cfg, dhan, clock, outbox.clone(), token));
+    tasks.extend(lifecycle::start_fleet(&keeper, &shutdown)?);
     if let (Some(client), Some(rx)) = (telegram, rx) {
         tasks.push(tokio::spawn(outbox::run_sender(client.clone(), rx, outbox.clone(), shutdown.clone())));
         tasks.push(tokio::spawn(telegram_loop(client, Arc::clone(&keeper), outbox, shutdown.clone())));
@@ -181,10 +185,21 @@ async fn telegram_loop(client: BotClient, keeper: Arc<Keeper>, outbox: Outbox, s
         let bot = Arc::clone(&bot);
         async move { bot.handle(update).await }
     });
-    let offset = keeper.telegram_offset();
-    let state = Arc::clone(&keeper);
     let tasks = keeper.tasks().clone();
-    poller::poll(&client, offset, move |o| state.save_telegram_offset(o), handler, &tasks, &shutdown).await;
+    // In a fleet only the leader polls. Telegram forgets the updates a poll confirmed, so a new
+    // leader with an older saved offset gets only what the last one had not confirmed.
+    lifecycle::while_keeping_the_bot(&keeper, &shutdown, || {
+        let state = Arc::clone(&keeper);
+        poller::poll(
+            &client,
+            keeper.telegram_offset(),
+            move |o| state.save_telegram_offset(o),
+            handler.clone(),
+            &tasks,
+            &shutdown,
+        )
+    })
+    .await;
 }
 
 /// SIGTERM and SIGINT (Ctrl-C) listeners. Install them first thing, so a signal that arrives

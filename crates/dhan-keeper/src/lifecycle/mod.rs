@@ -13,6 +13,9 @@
 //!   suspicion confirmed by bounded re-probes before anything is replaced; the static-IP check.
 //! - `run.rs`: one pass of the loop ([`Keeper::step`]) and the loop itself ([`run`]).
 
+mod fleet;
+mod fleet_tasks;
+mod fleet_view;
 mod rotate;
 mod run;
 mod startup;
@@ -26,6 +29,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
 
+pub use fleet_tasks::{start_fleet, while_keeping_the_bot};
+pub use fleet_view::FleetView;
 pub(crate) use rotate::{gate_error, mint_refused};
 pub use run::run;
 pub use status::{Live, RotateError, Suspicion};
@@ -71,6 +76,8 @@ pub struct Keeper {
     live: Mutex<Live>,
     work: tokio::sync::Mutex<()>,
     wake: Notify,
+    /// The fleet's side (`fleet.rs`): the coordinator, the token waiting to be published.
+    fleet: fleet::FleetSide,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -102,6 +109,7 @@ impl Keeper {
             live: Mutex::new(Live::default()),
             work: tokio::sync::Mutex::new(()),
             wake: Notify::new(),
+            fleet: fleet::FleetSide::default(),
         }
     }
 
@@ -134,7 +142,7 @@ impl Keeper {
     pub fn render_metrics(&self) -> String {
         let expires = self.usable_token().map(|t| t.expires_at.timestamp());
         let failures = self.outbox.failures.load(std::sync::atomic::Ordering::Relaxed);
-        self.metrics.render(expires, self.clock.now().timestamp(), failures)
+        self.metrics.render(expires, self.clock.now().timestamp(), failures) + &self.fleet_metrics()
     }
 
     /// The next Telegram update id to ask for (persisted).
@@ -190,7 +198,7 @@ impl Keeper {
 
     /// The chat that receives alerts, if Telegram is configured.
     pub fn alert_chat(&self) -> Option<i64> {
-        self.cfg.telegram_chat_id.filter(|_| self.outbox.is_enabled())
+        self.cfg.telegram_chat_id.filter(|_| self.outbox.is_enabled() && self.keeps_the_bot())
     }
 
     fn alert(&self, html: String, buttons: Vec<Button>) {
@@ -204,10 +212,17 @@ impl Keeper {
         crate::gate::window_until(&self.state.get(), now, self.cfg.mint_cooldown)
     }
 
-    /// The one place a new token is taken in. Callers hold `work`.
+    /// Takes in a token Dhan has just issued to this node. Callers hold `work`.
     fn accept(&self, minted: Minted, source: TokenSource, why: &str) -> Result<Token, RotateError> {
+        let token = Token::accept(minted, &self.cfg.client_id, source, self.clock.now())?;
+        Ok(self.take_in(token, source, why, fleet::Origin::Obtained))
+    }
+
+    /// The one place a new token is taken in, obtained here or shared by the fleet. Callers hold
+    /// `work`.
+    fn take_in(&self, token: Token, source: TokenSource, why: &str, origin: fleet::Origin) -> Token {
         let now = self.clock.now();
-        let token = Token::accept(minted, &self.cfg.client_id, source, now)?;
+        let obtained = origin == fleet::Origin::Obtained;
         let replaced_web_token = self.token().filter(|old| !old.is_expired(now)).is_some_and(|old| is_web_token(&old))
             && !is_web_token(&token);
         // Dhan has issued it, so the previous token is already dead: whatever the disk says, this
@@ -235,6 +250,9 @@ impl Keeper {
         });
         self.metrics.rotation(source.as_str(), now.timestamp());
         match &saved {
+            Ok(()) if !obtained => {
+                tracing::info!(%source, expires_at = %token.expires_at, "the fleet's token saved to {}", self.store.path().display());
+            }
             Ok(()) => {
                 tracing::info!(%source, expires_at = %token.expires_at, "new token saved to {}", self.store.path().display());
                 let mut text = alerts::rotated(&token, now);
@@ -246,8 +264,11 @@ impl Keeper {
             Err(e) => self.save_failed(e, Some(&token)),
         }
         self.run_hook(token.clone(), saved.is_ok());
+        if obtained {
+            self.fleet_obtained(&token);
+        }
         self.wake();
-        Ok(token)
+        token
     }
 
     fn save_failed(&self, e: &StoreError, new: Option<&Token>) {

@@ -13,6 +13,8 @@ mod events;
 mod faults;
 mod first_day;
 mod fleet;
+mod fleet_daemon;
+mod fleet_harness;
 mod helpers;
 mod lifecycle;
 mod real_dhan;
