@@ -93,6 +93,15 @@ impl Host {
         }
     }
 
+    /// Waits until the keeper answers `/token` (it is up, its signal handlers installed).
+    pub async fn wait_up(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.get_token_status().await != 200 {
+            assert!(Instant::now() < deadline, "{} does not serve /token", self.name);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     pub async fn metrics(&self) -> String {
         let url = format!("http://127.0.0.1:{}/metrics", self.http_port);
         reqwest::get(url).await.expect("metrics").text().await.expect("body")
@@ -108,6 +117,8 @@ pub struct Invariants {
     /// Samples where a host's token file held an expired token (or none after the first token).
     pub expired: Vec<String>,
     pub samples: u64,
+    /// Every token seen in a token file, and on which hosts.
+    pub seen_on: std::collections::HashMap<String, std::collections::BTreeSet<String>>,
 }
 
 /// The fleet under test.
@@ -169,6 +180,11 @@ impl FleetStack {
             return;
         }
         let t = now();
+        for h in &self.hosts {
+            if let Some((t, _)) = h.token() {
+                self.inv.seen_on.entry(t).or_default().insert(h.name.clone());
+            }
+        }
         for h in self.hosts.iter().filter(|h| h.settled()) {
             match h.token() {
                 Some((_, exp)) if exp > t => {}

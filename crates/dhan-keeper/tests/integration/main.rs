@@ -13,6 +13,7 @@ mod events;
 mod faults;
 mod first_day;
 mod fleet;
+mod fleet_chaos;
 mod fleet_daemon;
 mod fleet_harness;
 mod helpers;
