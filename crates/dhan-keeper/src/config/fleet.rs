@@ -251,6 +251,45 @@ mod tests {
         }
     }
 
+    fn load(extra: serde_json::Value) -> Result<super::super::Config, String> {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let path = dir.path().join("dhan_config.json");
+        let mut cfg = serde_json::json!({"client_id": "1000000001"});
+        if let (Some(m), Some(e)) = (cfg.as_object_mut(), extra.as_object()) {
+            m.extend(e.clone());
+        }
+        std::fs::write(&path, cfg.to_string()).map_err(|e| e.to_string())?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(|e| e.to_string())?;
+        super::super::Config::load_with_env(Some(path), &|_| None).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn no_credentials_is_a_follower_only_with_redis_and_an_error_without() {
+        let fleet = serde_json::json!({"redis_url": "redis://127.0.0.1:6379", "fleet_key": KEY, "node_name": "box-3"});
+        let cfg = load(fleet.clone()).expect("a follower-only config is valid");
+        assert!(!cfg.has_credentials() && cfg.fleet.is_some());
+        let e = load(serde_json::json!({})).expect_err("alone it needs credentials");
+        assert!(e.contains("no way to obtain a token"), "{e}");
+        let mut half = fleet.clone();
+        half["api_key"] = "k".into();
+        assert!(load(half).expect_err("half a consent pair").contains("needs both `api_key` and `api_secret`"));
+    }
+
+    #[test]
+    fn the_lease_must_leave_room_for_a_mint() {
+        let base = serde_json::json!({"redis_url": "redis://127.0.0.1:6379", "fleet_key": KEY, "node_name": "b",
+                                      "pin": "1234", "totp_secret": "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"});
+        assert_eq!(load(base.clone()).expect("defaults").fleet.map(|f| f.lease), Some(DEFAULT_LEASE));
+        let mut short = base.clone();
+        short["fleet_lease"] = "2s".into();
+        short["dhan_timeout"] = "800ms".into();
+        assert_eq!(load(short.clone()).expect("2 s").fleet.map(|f| f.lease), Some(Duration::from_secs(2)));
+        short["dhan_timeout"] = "1500ms".into();
+        let e = load(short).expect_err("too short for a mint");
+        assert!(e.contains("`fleet_lease` (2s) must be at least twice `dhan_timeout` (1s 500ms)"), "{e}");
+    }
+
     #[test]
     fn plain_redis_beyond_this_machine_is_a_warning() {
         let (cfg, problems, warnings) =

@@ -234,7 +234,10 @@ impl Keeper {
         self.events.publish(&token, &self.cfg.client_id);
         self.state.update(|s| {
             s.alerted = None;
-            s.credentials_refused = None;
+            // A token from the fleet says nothing about this node's own credentials.
+            if obtained {
+                s.credentials_refused = None;
+            }
             s.last_attempt =
                 Some(Attempt { at: ist::to_ist(&now), ok: true, what: format!("new token via {source} ({why})") });
         });
