@@ -16,9 +16,11 @@ use crate::redis_server::RedisServer;
 pub const FLEET_KEY: &str = "5a1f3c0e9a2d4b7c8e5f1a3b9c0d2e4f6a8b1c3d5e7f9a0b2c4d6e8f0a1b3c5e";
 pub const LEASE_KEY: &str = "dhan-keeper:{1000000001}:lease";
 
-/// Token lifetime and how long before expiry the leader rotates: one rotation every 4 s.
-pub const LIFETIME_S: u64 = 8;
-pub const REFRESH_BEFORE: &str = "4s";
+/// Token lifetime and how long before expiry the leader rotates: one rotation every 4 s, with
+/// 8 s of margin, so one outage of the leader (a Redis pause of up to 3 s, then a takeover of up
+/// to 2.7 s) fits inside it as an outage of minutes fits inside the default 30 min.
+pub const LIFETIME_S: u64 = 12;
+pub const REFRESH_BEFORE_S: u64 = 8;
 /// The lease: renewed every third, a tenth as the margin. A dead leader is replaced within
 /// TTL + one renewal beat (2.7 s), well inside the 4 s between a rotation and expiry.
 pub const LEASE: Duration = Duration::from_secs(2);
@@ -215,7 +217,7 @@ impl FleetStack {
 
     /// Two mints closer than half a rotation apart: two keepers minted for one rotation.
     pub fn double_mints(&self) -> usize {
-        let spacing = Duration::from_secs((LIFETIME_S - 4) / 2);
+        let spacing = Duration::from_secs((LIFETIME_S - REFRESH_BEFORE_S) / 2);
         let within = self.inv.mints.windows(2).filter(|w| w[1].0.duration_since(w[0].0) < spacing).count();
         within + self.inv.mints.iter().filter(|(_, n)| *n > 1).count()
     }
@@ -245,7 +247,7 @@ fn host(sim: &DhanSim, tg: &TelegramSim, redis: &RedisServer, i: usize, creds: b
             ("telegram_chat_id", json!(CHAT.to_string())),
             ("http_listen", json!(format!("127.0.0.1:{http_port}"))),
             ("market_hours", json!("off")),
-            ("refresh_before", json!(REFRESH_BEFORE)),
+            ("refresh_before", json!(format!("{REFRESH_BEFORE_S}s"))),
             ("alert_before", json!("3s")),
             ("final_alert_before", json!("1s")),
             ("mint_cooldown", json!("100ms")),
