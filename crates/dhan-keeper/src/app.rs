@@ -41,6 +41,9 @@ pub enum AppError {
     /// The config lists no account (the config loader refuses that first).
     #[error("the config lists no account")]
     NoAccounts,
+    /// The fleet (`redis_url`) could not be joined.
+    #[error(transparent)]
+    Fleet(#[from] crate::fleet::FleetError),
     /// `http_listen` could not be bound.
     #[error("cannot listen on http_listen {addr}: {source}; is another process using that port?")]
     Listen {
@@ -114,6 +117,14 @@ pub async fn start_accounts(
     };
     let (keepers, locks) = keepers(accounts, &clock, &outbox)?;
     let mut tasks = Vec::new();
+    // In a fleet (`redis_url`), each account campaigns for its own client id's lease.
+    for keeper in keepers.all() {
+        let joined = lifecycle::start_fleet(keeper, &shutdown).map_err(|e| match keeper.label() {
+            Some(l) => AppError::Account { label: l.to_string(), source: Box::new(e.into()) },
+            None => e.into(),
+        })?;
+        tasks.extend(joined);
+    }
     if let (Some(client), Some(rx)) = (telegram, rx) {
         tasks.push(tokio::spawn(outbox::run_sender(client.clone(), rx, outbox.clone(), shutdown.clone())));
         tasks.push(tokio::spawn(telegram_loop(client, keepers.clone(), outbox, shutdown.clone())));
@@ -240,10 +251,21 @@ async fn telegram_loop(client: BotClient, keepers: Keepers, outbox: Outbox, shut
         let bot = Arc::clone(&bot);
         async move { bot.handle(update).await }
     });
-    let offset = keeper.telegram_offset();
-    let state = Arc::clone(&keeper);
     let tasks = keeper.tasks().clone();
-    poller::poll(&client, offset, move |o| state.save_telegram_offset(o), handler, &tasks, &shutdown).await;
+    // In a fleet only the leader polls. Telegram forgets the updates a poll confirmed, so a new
+    // leader with an older saved offset gets only what the last one had not confirmed.
+    lifecycle::while_keeping_the_bot(&keeper, &shutdown, || {
+        let state = Arc::clone(&keeper);
+        poller::poll(
+            &client,
+            keeper.telegram_offset(),
+            move |o| state.save_telegram_offset(o),
+            handler.clone(),
+            &tasks,
+            &shutdown,
+        )
+    })
+    .await;
 }
 
 /// SIGTERM and SIGINT (Ctrl-C) listeners. Install them first thing, so a signal that arrives

@@ -72,6 +72,9 @@ pub fn status_text(v: &View) -> String {
     s.push_str(&trouble_lines(v));
     s.push_str(&plan_lines(v));
     s.push_str(&dhan_lines(v));
+    if let Some(f) = &v.fleet {
+        s.push_str(&format!("\n{}", escape(&f.line())));
+    }
     s
 }
 
@@ -204,6 +207,7 @@ pub(crate) mod tests {
             next_rotation: Some(at("2026-11-30T12:30:00Z")),
             next_alert: None,
             next_session: None,
+            fleet: None,
         }
     }
 

@@ -23,6 +23,9 @@ pub async fn refresh(cfg: &Config, clock: &dyn Clock) -> anyhow::Result<ExitCode
              send /refresh to the Telegram bot while `dhan-keeper run` is going"
         );
     };
+    if cfg.fleet.is_some() {
+        bail!(crate::config::CLI_REFRESH_IN_A_FLEET);
+    }
     let lock_path = cfg.lock_file();
     let _lock = InstanceLock::acquire(&lock_path, "refresh")?;
     let store = TokenStore::for_config(cfg);

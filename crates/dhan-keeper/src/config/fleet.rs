@@ -6,6 +6,8 @@
 //! Both `redis_url` (it may carry a password) and `fleet_key` are secrets: no message here ever
 //! quotes them.
 
+use std::time::Duration;
+
 use serde_json::{Map, Value};
 use url::Url;
 
@@ -20,6 +22,9 @@ pub struct FleetConfig {
     pub node_name: NodeName,
     /// The shared key that seals the token before it goes to Redis.
     pub fleet_key: FleetKey,
+    /// The lease's time to live (`fleet_lease`, default 30 s): a dead leader is replaced within
+    /// it plus one renewal; renewal every third of it, a tenth of it as the safety margin.
+    pub lease: Duration,
 }
 
 impl FleetConfig {
@@ -55,7 +60,45 @@ pub(super) fn read(
     let redis_url = read_redis_url(&raw_url, problems, warnings);
     let node_name = read_node_name(raw_node, problems);
     let fleet_key = read_fleet_key(raw_key, problems);
-    Some(FleetConfig { redis_url: redis_url?, node_name: node_name?, fleet_key: fleet_key? })
+    Some(FleetConfig { redis_url: redis_url?, node_name: node_name?, fleet_key: fleet_key?, lease: DEFAULT_LEASE })
+}
+
+/// The lease's default time to live: longer than a mint request may take (`dhan_timeout`, 15 s),
+/// short enough that a dead leader is replaced well inside Dhan's 2-minute window.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
+
+/// Reads `fleet_lease` into `fleet`. A leader may start a mint only if it can end inside its
+/// lease, and right before a renewal a bit over half of the lease is left, so the lease must be
+/// at least twice `dhan_timeout` or the leader could never mint.
+pub(super) fn with_lease(
+    r: &mut super::validate::Reader<'_>,
+    fleet: Option<FleetConfig>,
+    dhan_timeout: Duration,
+) -> Option<FleetConfig> {
+    let lease = r.duration("fleet_lease", DEFAULT_LEASE);
+    if fleet.is_some() && lease < dhan_timeout.saturating_mul(2) {
+        r.problem(format!(
+            "`fleet_lease` ({}) must be at least twice `dhan_timeout` ({}): the leader starts a mint only when it can \
+             finish inside its lease",
+            humantime::format_duration(lease),
+            humantime::format_duration(dhan_timeout)
+        ));
+    }
+    fleet.map(|f| FleetConfig { lease, ..f })
+}
+
+/// Why `dhan-keeper refresh` refuses in a fleet.
+pub const CLI_REFRESH_IN_A_FLEET: &str = "this keeper is part of a fleet (`redis_url` is set): a mint here, \
+     outside the fleet's lease, would kill the token every other host uses without telling them. Send /refresh \
+     to the Telegram bot instead (the leader mints and shares the token), or see `dhan-keeper fleet status`";
+
+impl super::Config {
+    /// Whether this config can obtain a token by itself: `pin` + `totp_secret`, or `api_key` +
+    /// `api_secret`. Without them a config is valid only with `redis_url`: a follower only, for a
+    /// trading host that must not hold the PIN.
+    pub fn has_credentials(&self) -> bool {
+        (self.pin.is_some() && self.totp_secret.is_some()) || (self.api_key.is_some() && self.api_secret.is_some())
+    }
 }
 
 /// A key's trimmed text; unset, null and blank all mean "not set", anything but a string is a
@@ -206,6 +249,45 @@ mod tests {
             assert!(problems[0].starts_with(want), "{problems:?}");
             assert!(!problems[0].contains("hunter2"), "secret echoed: {problems:?}");
         }
+    }
+
+    fn load(extra: serde_json::Value) -> Result<super::super::Config, String> {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let path = dir.path().join("dhan_config.json");
+        let mut cfg = serde_json::json!({"client_id": "1000000001"});
+        if let (Some(m), Some(e)) = (cfg.as_object_mut(), extra.as_object()) {
+            m.extend(e.clone());
+        }
+        std::fs::write(&path, cfg.to_string()).map_err(|e| e.to_string())?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(|e| e.to_string())?;
+        super::super::Config::load_with_env(Some(path), &|_| None).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn no_credentials_is_a_follower_only_with_redis_and_an_error_without() {
+        let fleet = serde_json::json!({"redis_url": "redis://127.0.0.1:6379", "fleet_key": KEY, "node_name": "box-3"});
+        let cfg = load(fleet.clone()).expect("a follower-only config is valid");
+        assert!(!cfg.has_credentials() && cfg.fleet.is_some());
+        let e = load(serde_json::json!({})).expect_err("alone it needs credentials");
+        assert!(e.contains("no way to obtain a token"), "{e}");
+        let mut half = fleet.clone();
+        half["api_key"] = "k".into();
+        assert!(load(half).expect_err("half a consent pair").contains("needs both `api_key` and `api_secret`"));
+    }
+
+    #[test]
+    fn the_lease_must_leave_room_for_a_mint() {
+        let base = serde_json::json!({"redis_url": "redis://127.0.0.1:6379", "fleet_key": KEY, "node_name": "b",
+                                      "pin": "1234", "totp_secret": "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"});
+        assert_eq!(load(base.clone()).expect("defaults").fleet.map(|f| f.lease), Some(DEFAULT_LEASE));
+        let mut short = base.clone();
+        short["fleet_lease"] = "2s".into();
+        short["dhan_timeout"] = "800ms".into();
+        assert_eq!(load(short.clone()).expect("2 s").fleet.map(|f| f.lease), Some(Duration::from_secs(2)));
+        short["dhan_timeout"] = "1500ms".into();
+        let e = load(short).expect_err("too short for a mint");
+        assert!(e.contains("`fleet_lease` (2s) must be at least twice `dhan_timeout` (1s 500ms)"), "{e}");
     }
 
     #[test]

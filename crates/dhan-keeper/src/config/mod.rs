@@ -24,7 +24,7 @@ use crate::secret::Secret;
 use crate::totp::TotpSecret;
 
 pub use accounts::{ACCOUNT_KEYS, ACCOUNTS_KEY, AccountConfig, Accounts, Label};
-pub use fleet::FleetConfig;
+pub use fleet::{CLI_REFRESH_IN_A_FLEET, FleetConfig};
 pub use load::{ConfigError, ENV_PREFIX, default_path};
 
 /// Every key the config file may hold (secrets may also be given as `<key>_file`).
@@ -63,6 +63,7 @@ pub const KNOWN_KEYS: &[&str] = &[
     "redis_url",
     "node_name",
     "fleet_key",
+    "fleet_lease",
     "bind_address",
 ];
 

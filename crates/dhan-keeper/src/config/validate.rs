@@ -16,9 +16,10 @@ use crate::totp::TotpSecret;
 mod keys;
 mod reader;
 
+pub(super) use reader::Reader;
+
 pub(super) use keys::account_chat_id;
 use keys::*;
-use reader::Reader;
 
 const DAY: Duration = Duration::from_secs(24 * 3600);
 
@@ -37,6 +38,7 @@ pub(super) fn validate(
     let services = Services::read(&mut r, base_dir);
     let mut timings = Timings::read(&mut r, alert_before, refresh_before);
     let fleet = super::fleet::read(map, &mut r.problems, &mut r.warnings);
+    let fleet = super::fleet::with_lease(&mut r, fleet, timings.dhan_timeout);
     let bind_address = bind_address(&mut r);
     timings.adapt_pairs(&mut r);
     cross_key_rules(&mut r, &identity, &services);
@@ -207,7 +209,8 @@ fn cross_key_rules(r: &mut Reader<'_>, id: &Identity, services: &Services) {
     if has_pin && !has_totp {
         r.problem("`pin` is set but `totp_secret` is missing; automatic mode needs both".into());
     }
-    if !(has_pin || has_key && has_secret) {
+    // With `redis_url`, no credentials at all is a follower only (it never mints).
+    if !(has_pin || has_key && has_secret) && (has_key || has_secret || !has(r, "redis_url")) {
         if has_key || has_secret {
             r.problem(
                 "the consent flow needs both `api_key` and `api_secret` (or set `pin` and `totp_secret` for \

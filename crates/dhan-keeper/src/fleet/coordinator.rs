@@ -47,6 +47,26 @@ impl Coordinator {
         Self { inner: Some(Arc::new(Shared { fleet, lease, seen: Mutex::new(None) })) }
     }
 
+    /// Whether this keeper is in a fleet (not [`Coordinator::alone`]).
+    pub fn is_fleet(&self) -> bool {
+        self.inner.is_some()
+    }
+
+    /// The fleet, when there is one.
+    pub fn fleet_ref(&self) -> Option<&Arc<Fleet>> {
+        self.inner.as_ref().map(|s| &s.fleet)
+    }
+
+    /// The lease handle, when in a fleet (a follower only has [`LeaseHandle::never`]).
+    pub fn lease(&self) -> Option<&LeaseHandle> {
+        self.inner.as_ref().map(|s| &s.lease)
+    }
+
+    /// Whether this node holds the lease and may act on it now. Alone: always.
+    pub fn may_act(&self, now: Instant) -> bool {
+        self.inner.as_ref().is_none_or(|s| s.lease.may_act(now))
+    }
+
     /// Whether this node may start an action that takes up to `takes` (a mint: `dhan_timeout`)
     /// at `now`. Alone: always.
     pub fn may_mint(&self, now: Instant, takes: Duration) -> bool {

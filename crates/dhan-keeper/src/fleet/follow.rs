@@ -10,6 +10,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, FixedOffset};
 use futures_util::StreamExt;
 use tokio_util::sync::CancellationToken;
 
@@ -46,11 +47,34 @@ pub fn should_adopt(local: Option<&Token>, shared: &Token) -> bool {
 /// token `/v2/profile` accepts and tells the admin. A re-seed after a Redis restart republishes
 /// the same token (same expiry) and is not a second mint. Pure.
 pub fn double_mint_suspected(prev: &SharedRecord, next: &SharedRecord, window: Duration) -> bool {
-    let (Some(a), Some(b)) = (prev.obtained_at, next.obtained_at) else {
+    two_mints(
+        (&prev.holder, prev.obtained_at, prev.expires_at),
+        (&next.holder, next.obtained_at, next.expires_at),
+        window,
+    )
+}
+
+/// [`double_mint_suspected`] for two opened records, as the keeper sees them. Pure.
+pub fn double_mint_between(prev: &SharedToken, next: &SharedToken, window: Duration) -> bool {
+    two_mints(
+        (&prev.holder, prev.token.obtained_at, prev.token.expires_at),
+        (&next.holder, next.token.obtained_at, next.token.expires_at),
+        window,
+    )
+}
+
+type MintFacts<'a> = (&'a str, Option<DateTime<FixedOffset>>, DateTime<FixedOffset>);
+
+fn two_mints(
+    (holder_a, obtained_a, expires_a): MintFacts<'_>,
+    (holder_b, obtained_b, expires_b): MintFacts<'_>,
+    window: Duration,
+) -> bool {
+    let (Some(a), Some(b)) = (obtained_a, obtained_b) else {
         return false;
     };
     let apart = (b - a).abs().to_std().unwrap_or(Duration::MAX);
-    prev.holder != next.holder && prev.expires_at != next.expires_at && apart < window
+    holder_a != holder_b && expires_a != expires_b && apart < window
 }
 
 /// The delay before reconnect attempt `attempt` (0-based): 100 ms doubling, capped. Pure.

@@ -17,12 +17,17 @@
 //!   asks before it mints;
 //! - [`coordinator`]: [`Coordinator`], the keeper's one question ("may I mint?") and the calls
 //!   around a mint; [`Coordinator::alone`] for a single host;
-//! - [`mod@follow`]: the follower loop (pub/sub plus a periodic re-read).
+//! - [`mod@follow`]: the follower loop (pub/sub plus a periodic re-read);
+//! - [`decide`]: whether a keeper may mint now, wait, or (an admin, Redis unreachable) override.
+//!
+//! The keeper's side of the wiring (adopting shared tokens, announcing its own, the bot only on
+//! the leader) is in `lifecycle/fleet.rs` and `lifecycle/fleet_tasks.rs`.
 //!
 //! `docs/fleet.md` describes how the keeper wires these in and what happens when Redis fails.
 
 pub mod campaign;
 pub mod coordinator;
+pub mod decide;
 pub mod follow;
 pub mod lease;
 pub mod names;
@@ -33,7 +38,8 @@ pub mod store;
 
 pub use campaign::{LeaseHandle, spawn_campaign};
 pub use coordinator::Coordinator;
-pub use follow::{FollowOptions, double_mint_suspected, follow, is_news, should_adopt};
+pub use decide::{LeaseFacts, MintDecision, Waiting, before_mint};
+pub use follow::{FollowOptions, double_mint_between, double_mint_suspected, follow, is_news, should_adopt};
 pub use lease::{Lease, LeaseTiming, may_act_until};
 pub use names::{NodeName, RedisUrl};
 pub use nodes::{FleetStatus, NodeReport, Role};

@@ -13,6 +13,9 @@
 //!   suspicion confirmed by bounded re-probes before anything is replaced; the static-IP check.
 //! - `run.rs`: one pass of the loop ([`Keeper::step`]) and the loop itself ([`run`]).
 
+mod fleet;
+mod fleet_tasks;
+mod fleet_view;
 mod keepers;
 mod label;
 mod rotate;
@@ -28,6 +31,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
 
+pub use fleet_tasks::{start_fleet, while_keeping_the_bot};
+pub use fleet_view::FleetView;
 pub use keepers::{Keepers, Pick};
 use label::{AccountTag, tag};
 pub(crate) use rotate::{gate_error, mint_refused};
@@ -78,6 +83,8 @@ pub struct Keeper {
     /// Which account this is when the config lists several (`None`: the classic single
     /// account, whose messages carry no label).
     account: Option<AccountTag>,
+    /// The fleet's side (`fleet.rs`): the coordinator, the token waiting to be published.
+    fleet: fleet::FleetSide,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -110,6 +117,7 @@ impl Keeper {
             work: tokio::sync::Mutex::new(()),
             wake: Notify::new(),
             account: None,
+            fleet: fleet::FleetSide::default(),
         }
     }
 
@@ -141,7 +149,9 @@ impl Keeper {
     /// This account's metric families for `/metrics`.
     pub fn metric_families(&self) -> Vec<crate::metrics::Family> {
         let expires = self.usable_token().map(|t| t.expires_at.timestamp());
-        self.metrics.families(expires, self.clock.now().timestamp())
+        let mut families = self.metrics.families(expires, self.clock.now().timestamp());
+        families.extend(self.fleet_metrics());
+        families
     }
 
     /// How many Telegram sends failed (the outbox is shared by every account).
@@ -202,7 +212,7 @@ impl Keeper {
 
     /// The chat that receives alerts, if Telegram is configured.
     pub fn alert_chat(&self) -> Option<i64> {
-        self.cfg.telegram_chat_id.filter(|_| self.outbox.is_enabled())
+        self.cfg.telegram_chat_id.filter(|_| self.outbox.is_enabled() && self.keeps_the_bot())
     }
 
     /// When the next mint is allowed, if not now (Dhan's window from the last attempt).
@@ -210,10 +220,17 @@ impl Keeper {
         crate::gate::window_until(&self.state.get(), now, self.cfg.mint_cooldown)
     }
 
-    /// The one place a new token is taken in. Callers hold `work`.
+    /// Takes in a token Dhan has just issued to this node. Callers hold `work`.
     fn accept(&self, minted: Minted, source: TokenSource, why: &str) -> Result<Token, RotateError> {
+        let token = Token::accept(minted, &self.cfg.client_id, source, self.clock.now())?;
+        Ok(self.take_in(token, source, why, fleet::Origin::Obtained))
+    }
+
+    /// The one place a new token is taken in, obtained here or shared by the fleet. Callers hold
+    /// `work`.
+    fn take_in(&self, token: Token, source: TokenSource, why: &str, origin: fleet::Origin) -> Token {
         let now = self.clock.now();
-        let token = Token::accept(minted, &self.cfg.client_id, source, now)?;
+        let obtained = origin == fleet::Origin::Obtained;
         let replaced_web_token = self.token().filter(|old| !old.is_expired(now)).is_some_and(|old| is_web_token(&old))
             && !is_web_token(&token);
         // Dhan has issued it, so the previous token is already dead: whatever the disk says, this
@@ -225,7 +242,10 @@ impl Keeper {
         self.events.publish(&token, &self.cfg.client_id);
         self.state.update(|s| {
             s.alerted = None;
-            s.credentials_refused = None;
+            // A token from the fleet says nothing about this node's own credentials.
+            if obtained {
+                s.credentials_refused = None;
+            }
             s.last_attempt =
                 Some(Attempt { at: ist::to_ist(&now), ok: true, what: format!("new token via {source} ({why})") });
         });
@@ -241,6 +261,9 @@ impl Keeper {
         });
         self.metrics.rotation(source.as_str(), now.timestamp());
         match &saved {
+            Ok(()) if !obtained => {
+                tracing::info!(%source, expires_at = %token.expires_at, "the fleet's token saved to {}", self.store.path().display());
+            }
             Ok(()) => {
                 tracing::info!(%source, expires_at = %token.expires_at, "new token saved to {}", self.store.path().display());
                 let mut text = alerts::rotated(&token, now);
@@ -252,8 +275,11 @@ impl Keeper {
             Err(e) => self.save_failed(e, Some(&token)),
         }
         self.run_hook(token.clone(), saved.is_ok());
+        if obtained {
+            self.fleet_obtained(&token);
+        }
         self.wake();
-        Ok(token)
+        token
     }
 
     fn save_failed(&self, e: &StoreError, new: Option<&Token>) {

@@ -31,6 +31,9 @@ impl Keeper {
     /// schedule honours the credential stop.
     pub async fn rotate(&self, why: &str, asker: Asker) -> Result<Token, RotateError> {
         let _guard = self.work.lock().await;
+        if let Some(shared) = self.fleet_gate(asker).await? {
+            return Ok(shared);
+        }
         let now = self.clock.now();
         if let Some(tok) = self.usable_token().filter(|t| self.can_renew(t)) {
             match self.dhan.renew_token(&tok.access_token).await {

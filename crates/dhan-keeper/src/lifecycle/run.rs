@@ -74,6 +74,7 @@ impl Keeper {
             Some(Action::CheckIp) => self.check_ip().await,
             Some(Action::Rotate) => match self.rotate("scheduled", Asker::Schedule).await {
                 Ok(_) | Err(RotateError::NeedsLogin | RotateError::Suspect) => {}
+                Err(RotateError::NotLeader { retry_at, .. }) => return retry_at,
                 Err(RotateError::Cooldown { until, refused: true, .. }) => self.on_refusal(until),
                 Err(RotateError::Cooldown { refused: false, .. }) => {}
                 Err(e) => self.record_failure(&e),

@@ -57,6 +57,26 @@ pub enum RotateError {
     /// The config lacks what this needs (e.g. `api_key` for a tokenId).
     #[error("{0}")]
     NotConfigured(&'static str),
+    /// In a fleet, it is not this keeper's turn to get a token (see `docs/fleet.md`).
+    #[error("{}", not_leader_text(*.waiting))]
+    NotLeader {
+        /// Why not.
+        waiting: crate::fleet::Waiting,
+        /// When the loop asks again (a lease change wakes it sooner).
+        retry_at: DateTime<Utc>,
+    },
+}
+
+fn not_leader_text(waiting: crate::fleet::Waiting) -> &'static str {
+    match waiting {
+        crate::fleet::Waiting::Follower => {
+            "another keeper of the fleet holds the lease and mints; this one takes the shared token"
+        }
+        crate::fleet::Waiting::LeaseTooShort => "the fleet lease is being renewed; try again in a few seconds",
+        crate::fleet::Waiting::RedisUnreachable => {
+            "Redis is unreachable, so automatic rotation is held (no keeper mints without the fleet lease)"
+        }
+    }
 }
 
 impl RotateError {
@@ -71,6 +91,7 @@ impl RotateError {
             RotateError::Refused(crate::token::Refused::WrongClient { .. }) => "wrong_client",
             RotateError::Refused(crate::token::Refused::AlreadyExpired) => "already_expired",
             RotateError::NotConfigured(_) => "not_configured",
+            RotateError::NotLeader { .. } => "not_leader",
         }
     }
 }

@@ -61,6 +61,8 @@ pub struct View {
     pub next_alert: Option<DateTime<Utc>>,
     /// The next exchange session, when the calendar decides market hours.
     pub next_session: Option<String>,
+    /// Who leads the fleet, when there is one.
+    pub fleet: Option<super::FleetView>,
 }
 
 impl View {
@@ -104,6 +106,7 @@ impl Keeper {
             next_rotation: live.next_rotation,
             next_alert: live.next_alert,
             next_session,
+            fleet: self.fleet_view(),
         }
     }
 }

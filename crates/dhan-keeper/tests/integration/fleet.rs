@@ -27,6 +27,7 @@ fn config(redis: &RedisServer, node: &str) -> FleetConfig {
         redis_url: RedisUrl::parse(&redis.url()).expect("url"),
         node_name: NodeName::parse(node).expect("node"),
         fleet_key: FleetKey::parse(KEY).expect("key"),
+        lease: Duration::from_secs(30),
     }
 }
 
