@@ -16,6 +16,7 @@ mod first_day;
 mod fleet;
 mod fleet_chaos;
 mod fleet_daemon;
+mod fleet_family;
 mod fleet_harness;
 mod helpers;
 mod lifecycle;
