@@ -14,9 +14,10 @@
 //! [`state`] (what survives restarts), [`gate`] (Dhan's mint window and the credential stop,
 //! pure), [`policy`] (when to rotate and alert, market-aware, pure), [`planner`] (what to do
 //! next, from a snapshot, pure), [`lifecycle`] (the [`lifecycle::Keeper`]: intents, the loop, the
-//! consistent [`lifecycle::View`]), [`hook`] (`on_refresh`), [`events`] (the `/events` hub),
-//! [`metrics`], [`fleet`] (several keepers, one token: the Redis lease, the sealed shared record,
-//! followers; built, not yet wired into the Keeper).
+//! consistent [`lifecycle::View`]; [`lifecycle::Keepers`], one keeper per account of a family
+//! config), [`hook`] (`on_refresh`), [`events`] (the `/events` hub), [`metrics`], [`fleet`]
+//! (several hosts, one token: the Redis lease, the sealed shared record, followers; the keeper
+//! asks it before every mint).
 //!
 //! **Conversation**: [`telegram`] (Bot API client, long polling, the outbox), [`commands`]
 //! (authorization and commands), [`paste`], [`replies`] (`/status`, `/start`, `/healthz` as
