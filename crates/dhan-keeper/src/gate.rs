@@ -38,6 +38,9 @@ pub enum Asker {
     Schedule,
     /// A person: `/refresh`, the Refresh button, `dhan-keeper refresh`.
     Admin,
+    /// A person who also said `force` (`/refresh force`): in a fleet whose Redis this host
+    /// cannot reach, the one way to mint without the lease. Otherwise as [`Asker::Admin`].
+    AdminForced,
 }
 
 /// The last attempt as the gate counts it: never later than `now`.

@@ -41,7 +41,7 @@ pub async fn mint_and_save(
     store: &TokenStore,
     clock: &dyn Clock,
 ) -> Result<Token, MintSaveError> {
-    let minted = mint_with_totp(client, pin, totp, clock).await?;
+    let minted = mint_with_totp(client, pin, totp, clock, || async { true }).await?;
     let token = Token::accept(minted, client.client_id(), TokenSource::Totp, clock.now())?;
     match store.save(&token) {
         Ok(()) => Ok(token),
@@ -49,14 +49,20 @@ pub async fn mint_and_save(
     }
 }
 
-/// Mints a token with `generateAccessToken`, retrying once on "Invalid TOTP".
+/// Mints a token with `generateAccessToken`, retrying once on "Invalid TOTP" in the next TOTP
+/// window if `may_retry` still says yes then.
 #[tracing::instrument(skip_all)]
-pub async fn mint_with_totp(
+pub async fn mint_with_totp<F, Fut>(
     client: &DhanClient,
     pin: &Secret,
     totp: &TotpSecret,
     clock: &dyn Clock,
-) -> Result<Minted, DhanError> {
+    may_retry: F,
+) -> Result<Minted, DhanError>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
     let code = totp.code_for_submission(clock.now());
     match client.generate_access_token(pin, &code.digits).await {
         Err(DhanError::InvalidTotp) => {
@@ -64,6 +70,10 @@ pub async fn mint_with_totp(
             let left = totp.code_at(clock.now()).secs_left;
             tracing::info!(wait_secs = left + 1, "Dhan refused the TOTP code; retrying once in the next window");
             tokio::time::sleep(Duration::from_secs(u64::try_from(left + 1).unwrap_or(1))).await;
+            // Whoever asked may have lost the right to mint meanwhile (a fleet lease).
+            if !may_retry().await {
+                return Err(DhanError::InvalidTotp);
+            }
             let fresh = totp.code_for_submission(clock.now());
             client.generate_access_token(pin, &fresh.digits).await
         }

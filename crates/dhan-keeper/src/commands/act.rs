@@ -32,7 +32,7 @@ impl Bot {
         }
     }
 
-    pub(crate) async fn refresh(&self, chat: i64, k: &Keeper) {
+    pub(crate) async fn refresh(&self, chat: i64, k: &Keeper, force: bool) {
         match k.config().mode() {
             Mode::Automatic => {
                 // Checked before "Getting a new token…" so a refusal is the only reply; `rotate`
@@ -53,7 +53,8 @@ impl Bot {
                     );
                 }
                 self.say(chat, k, "🔄 Getting a new token…");
-                match k.rotate("/refresh", crate::gate::Asker::Admin).instrument(k.span()).await {
+                let asker = if force { crate::gate::Asker::AdminForced } else { crate::gate::Asker::Admin };
+                match k.rotate("/refresh", asker).instrument(k.span()).await {
                     Ok(t) if Some(chat) != k.alert_chat() => self.say(chat, k, &alerts::rotated(&t, k.now())),
                     Ok(_) => {} // the confirmation went to this chat already
                     Err(RotateError::Cooldown { until, .. }) => self.say(chat, k, &cooldown_text(k, until)),

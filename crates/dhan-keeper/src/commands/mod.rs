@@ -107,6 +107,7 @@ impl Bot {
         let Some(text) = m.text.as_deref() else { return };
         let command = Command::parse(text, &self.username);
         let arg = argument(text);
+        let force = parse::forced(text);
         if text.trim_start().starts_with('/') && command.is_none() {
             return; // a command for another bot in a group
         }
@@ -124,7 +125,7 @@ impl Bot {
             Some(c) if c.admin_only() && role != Role::Admin => {
                 self.reply(chat, "🔒 Only the admin chat can do that.");
             }
-            Some(c) => self.command(chat, c, arg.as_deref()).await,
+            Some(c) => self.command(chat, c, arg.as_deref(), force).await,
             None if role == Role::Admin => self.paste(chat, text).await,
             None => self.reply(chat, "🔒 Only the admin chat can paste tokens. Send /help for commands."),
         }
@@ -162,7 +163,7 @@ impl Bot {
         self.outbox.notice(admin, html);
     }
 
-    async fn command(&self, chat: i64, c: Command, arg: Option<&str>) {
+    async fn command(&self, chat: i64, c: Command, arg: Option<&str>, force: bool) {
         match c {
             Command::Start => self.reply(chat, self.start_text(chat)),
             Command::Status => match arg {
@@ -175,7 +176,7 @@ impl Bot {
             Command::Help => self.reply(chat, self.help(chat)),
             Command::Account => self.on_account(chat, arg, which::Act::Account).await,
             Command::Calendar => self.reply(chat, self.calendar_text()),
-            Command::Refresh => self.on_account(chat, arg, which::Act::Refresh).await,
+            Command::Refresh => self.on_account(chat, arg, which::Act::Refresh { force }).await,
             Command::Pause => self.set_paused(chat, arg, true),
             Command::Resume => self.set_paused(chat, arg, false),
             Command::Unknown(name) => {
@@ -306,7 +307,7 @@ impl Bot {
             },
             alerts::CB_REFRESH => {
                 self.outbox.answer(&q.id, Some("On it…".into()), false);
-                self.refresh(chat, &keeper).await;
+                self.refresh(chat, &keeper, false).await;
             }
             which::CB_ACCOUNT => {
                 self.outbox.answer(&q.id, None, false);

@@ -74,7 +74,15 @@ impl Command {
 pub fn argument(text: &str) -> Option<String> {
     let mut words = text.split_whitespace();
     words.next()?.strip_prefix('/')?;
-    words.next().map(|w| w.chars().take(32).collect())
+    words.find(|w| !w.eq_ignore_ascii_case(FORCE)).map(|w| w.chars().take(32).collect())
+}
+
+/// The word that makes `/refresh` override a fleet lease this host cannot confirm.
+pub const FORCE: &str = "force";
+
+/// Whether a command says `force` (`/refresh force`, `/refresh mom force`).
+pub fn forced(text: &str) -> bool {
+    text.split_whitespace().skip(1).any(|w| w.eq_ignore_ascii_case(FORCE))
 }
 
 /// The `/help` text.
@@ -111,6 +119,8 @@ mod tests {
         assert_eq!(argument("/status@DhanBot  huf-2 extra"), Some("huf-2".into()));
         assert_eq!(argument("/status"), None);
         assert_eq!(argument("mom"), None);
+        assert_eq!(argument("/refresh force mom"), Some("mom".into()));
+        assert!(forced("/refresh mom FORCE") && !forced("/refresh mom") && !forced("force"));
     }
 
     #[test]

@@ -28,8 +28,11 @@ pub(crate) const LOGIN_ANSWERS_FOR: chrono::Duration = chrono::Duration::minutes
 /// What a button per account should do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Act {
-    /// `/refresh`.
-    Refresh,
+    /// `/refresh`, maybe with `force`.
+    Refresh {
+        /// The admin said `force`.
+        force: bool,
+    },
     /// `/account`.
     Account,
 }
@@ -74,7 +77,7 @@ impl Bot {
     pub(crate) async fn on_account(&self, chat: i64, label: Option<&str>, act: Act) {
         if label.is_none() && self.visible(chat).len() > 1 {
             let (question, data) = match act {
-                Act::Refresh => ("🔄 Get a new token for which account?", crate::alerts::CB_REFRESH),
+                Act::Refresh { .. } => ("🔄 Get a new token for which account?", crate::alerts::CB_REFRESH),
                 Act::Account => ("💼 Show which account?", CB_ACCOUNT),
             };
             self.ask(chat, question, data, |_| true);
@@ -82,7 +85,7 @@ impl Bot {
         }
         match self.pick(chat, label) {
             Ok(k) => match act {
-                Act::Refresh => self.refresh(chat, &k).await,
+                Act::Refresh { force } => self.refresh(chat, &k, force).await,
                 Act::Account => self.account(chat, &k).await,
             },
             Err(e) => self.reply(chat, e),

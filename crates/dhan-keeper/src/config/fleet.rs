@@ -32,7 +32,7 @@ impl FleetConfig {
     /// the key), for the scrubbers that blank secrets out of a hook's output.
     pub fn secret_texts(&self) -> Vec<String> {
         let mut out = vec![self.redis_url.expose().to_string()];
-        out.extend(self.redis_url.url().password().map(str::to_string));
+        out.extend(self.redis_url.password_forms());
         out.extend(self.fleet_key.text_forms());
         out.retain(|s| !s.is_empty());
         out
@@ -69,13 +69,24 @@ pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
 
 /// Reads `fleet_lease` into `fleet`. A leader may start a mint only if it can end inside its
 /// lease, and right before a renewal a bit over half of the lease is left, so the lease must be
-/// at least twice `dhan_timeout` or the leader could never mint.
+/// at least twice `dhan_timeout` or the leader could never mint. A dead leader is noticed only
+/// when its lease runs out, so the lease must also be well inside `refresh_before` (at most
+/// half of it), or a token could expire before anyone may rotate it.
 pub(super) fn with_lease(
     r: &mut super::validate::Reader<'_>,
     fleet: Option<FleetConfig>,
     dhan_timeout: Duration,
+    refresh_before: Duration,
 ) -> Option<FleetConfig> {
     let lease = r.duration("fleet_lease", DEFAULT_LEASE);
+    if fleet.is_some() && lease > refresh_before / 2 {
+        r.problem(format!(
+            "`fleet_lease` ({}) must be at most half of `refresh_before` ({}): a dead leader is replaced only when its \
+             lease runs out, and the token must not expire before then",
+            humantime::format_duration(lease),
+            humantime::format_duration(refresh_before)
+        ));
+    }
     if fleet.is_some() && lease < dhan_timeout.saturating_mul(2) {
         r.problem(format!(
             "`fleet_lease` ({}) must be at least twice `dhan_timeout` ({}): the leader starts a mint only when it can \
@@ -288,6 +299,10 @@ mod tests {
         short["dhan_timeout"] = "1500ms".into();
         let e = load(short).expect_err("too short for a mint");
         assert!(e.contains("`fleet_lease` (2s) must be at least twice `dhan_timeout` (1s 500ms)"), "{e}");
+        let mut long = base.clone();
+        long["fleet_lease"] = "20m".into();
+        let e = load(long).expect_err("a dead leader would be noticed after expiry");
+        assert!(e.contains("`fleet_lease` (20m) must be at most half of `refresh_before` (30m)"), "{e}");
     }
 
     #[test]

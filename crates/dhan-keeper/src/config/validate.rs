@@ -38,7 +38,7 @@ pub(super) fn validate(
     let services = Services::read(&mut r, base_dir);
     let mut timings = Timings::read(&mut r, alert_before, refresh_before);
     let fleet = super::fleet::read(map, &mut r.problems, &mut r.warnings);
-    let fleet = super::fleet::with_lease(&mut r, fleet, timings.dhan_timeout);
+    let fleet = super::fleet::with_lease(&mut r, fleet, timings.dhan_timeout, timings.refresh_before);
     let bind_address = bind_address(&mut r);
     timings.adapt_pairs(&mut r);
     cross_key_rules(&mut r, &identity, &services);

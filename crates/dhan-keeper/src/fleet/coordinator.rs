@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 
 use super::campaign::LeaseHandle;
 use super::follow::should_adopt;
-use super::record::{RecordId, SharedToken};
+use super::record::{Offered, RecordId, SharedToken};
 use super::store::{Fleet, FleetError};
 use crate::token::Token;
 
@@ -73,6 +73,21 @@ impl Coordinator {
         self.inner.as_ref().is_none_or(|s| s.lease.may_start(now, takes))
     }
 
+    /// Right before a request to Dhan that takes up to `takes`: proves, by a compare-and-renew
+    /// in Redis now, that this node still holds the lease, and that the renewed lease has room
+    /// for the whole request. A lease held only by this node's memory (Redis restarted empty,
+    /// failed over, or the lease passed while this node slept in a retry) is no licence: the
+    /// renewal finds another holder or none, and the answer is `false`. Alone: `true`.
+    pub async fn confirm(&self, takes: Duration) -> Result<bool, FleetError> {
+        let Some(s) = &self.inner else {
+            return Ok(true);
+        };
+        let Some(held) = s.lease.current(Instant::now()) else {
+            return Ok(false);
+        };
+        Ok(s.fleet.renew(&held).await?.is_some_and(|fresh| fresh.may_start(Instant::now(), takes)))
+    }
+
     /// Whether this node polls the Telegram bot and sends alerts. Alone: always.
     pub fn keeps_the_bot(&self, now: Instant) -> bool {
         self.inner.as_ref().is_none_or(|s| s.lease.keeps_the_bot(now))
@@ -106,6 +121,42 @@ impl Coordinator {
         let shared = s.fleet.open(&record)?;
         self.saw(&shared.id);
         Ok(should_adopt(local, &shared.token).then_some(shared))
+    }
+
+    /// A token this node obtained without holding the lease (a paste, a consent login, an
+    /// override): offered to the record, which takes it only if it expires later than the
+    /// record's (Dhan's newest token is the live one). `Ok(true)`: nothing left to do (the record
+    /// holds it, or a token expiring as late or later). `Ok(false)`: there is no record yet, so
+    /// it stays pending for the leader. Alone: `Ok(true)`.
+    pub async fn offer(&self, token: &Token, now: DateTime<Utc>) -> Result<bool, FleetError> {
+        let Some(s) = &self.inner else {
+            return Ok(true);
+        };
+        let mut last = FleetError::Stale { current: 0 };
+        for _ in 0..=STALE_RETRIES {
+            let expected = match self.seen() {
+                Some(id) => id,
+                None => match s.fleet.read().await? {
+                    Some(r) => r.id,
+                    None => return Ok(false),
+                },
+            };
+            match s.fleet.offer(&expected, token, now).await {
+                Ok(Offered::Taken(id)) => {
+                    self.saw(&id);
+                    return Ok(true);
+                }
+                Ok(Offered::NotLater) => return Ok(true),
+                Ok(Offered::NoRecord) => return Ok(false),
+                Err(FleetError::Stale { current }) => {
+                    let record = s.fleet.read().await?;
+                    *s.seen.lock().unwrap_or_else(|e| e.into_inner()) = record.map(|r| r.id);
+                    last = FleetError::Stale { current };
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last)
     }
 
     /// After accepting a token this node obtained (minted, consent, pasted): publishes it as the

@@ -6,7 +6,8 @@
 //! mints once if an admin asks for it with `/refresh`, because a person who overrides has seen the
 //! outage, and an override mints exactly once. The schedule never overrides: with Redis gone,
 //! automatic rotation waits (safety over liveness; a token lives 24 h). `docs/fleet.md` has the
-//! failure table.
+//! failure table. The override needs the word `force` (`/refresh force`): Redis may be
+//! unreachable from this host only, while another host leads and mints.
 
 use crate::gate::Asker;
 
@@ -63,8 +64,10 @@ pub fn before_mint(l: LeaseFacts, asker: Asker) -> MintDecision {
         return MintDecision::Wait(Waiting::LeaseTooShort);
     }
     match (l.last_holder, asker) {
-        (true, Asker::Admin) => MintDecision::Override,
-        (true, Asker::Schedule) => MintDecision::Wait(Waiting::RedisUnreachable),
+        // Only a person who said `force`: this host may merely be cut off from a Redis that
+        // others still reach, and one of them may lead and mint.
+        (true, Asker::AdminForced) => MintDecision::Override,
+        (true, Asker::Admin | Asker::Schedule) => MintDecision::Wait(Waiting::RedisUnreachable),
         (false, _) => MintDecision::Wait(Waiting::Follower),
     }
 }
@@ -75,7 +78,7 @@ mod tests {
 
     #[test]
     fn only_the_holder_mints_and_only_a_human_overrides_an_outage() {
-        use Asker::{Admin, Schedule};
+        use Asker::{Admin, AdminForced, Schedule};
         use MintDecision::{Mint, Override, Wait};
         let f = |fleet, follower_only, may_start, may_act, last_holder| LeaseFacts {
             fleet,
@@ -93,9 +96,12 @@ mod tests {
             (f(true, false, false, true, true), Schedule, Wait(Waiting::LeaseTooShort)),
             (f(true, false, false, true, true), Admin, Wait(Waiting::LeaseTooShort)),
             (f(true, false, false, false, true), Schedule, Wait(Waiting::RedisUnreachable)),
-            (f(true, false, false, false, true), Admin, Override),
+            (f(true, false, false, false, true), Admin, Wait(Waiting::RedisUnreachable)),
+            (f(true, false, false, false, true), AdminForced, Override),
             (f(true, false, false, false, false), Schedule, Wait(Waiting::Follower)),
             (f(true, false, false, false, false), Admin, Wait(Waiting::Follower)),
+            (f(true, false, false, false, false), AdminForced, Wait(Waiting::Follower)),
+            (f(true, true, false, false, true), AdminForced, Wait(Waiting::Follower)),
         ];
         for (facts, asker, want) in table {
             assert_eq!(before_mint(facts, asker), want, "{facts:?} {asker:?}");

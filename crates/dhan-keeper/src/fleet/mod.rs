@@ -43,6 +43,6 @@ pub use follow::{FollowOptions, double_mint_between, double_mint_suspected, foll
 pub use lease::{Lease, LeaseTiming, may_act_until};
 pub use names::{NodeName, RedisUrl};
 pub use nodes::{FleetStatus, NodeReport, Role};
-pub use record::{RecordId, SharedRecord, SharedToken};
+pub use record::{Offered, RecordId, SharedRecord, SharedToken};
 pub use seal::FleetKey;
 pub use store::{Fleet, FleetError};

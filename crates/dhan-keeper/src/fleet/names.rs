@@ -49,6 +49,18 @@ impl RedisUrl {
         self.raw.expose()
     }
 
+    /// The password as written in the URL (percent-encoded) and as Redis receives it
+    /// (decoded): both are scrubbed from anything printed.
+    pub fn password_forms(&self) -> Vec<String> {
+        let Some(encoded) = self.url().password().filter(|p| !p.is_empty()) else { return Vec::new() };
+        let decoded = percent_decoded(encoded);
+        let mut forms = vec![encoded.to_string()];
+        if decoded != encoded {
+            forms.push(decoded);
+        }
+        forms
+    }
+
     /// `rediss://host:port/db`, without user or password: safe for logs and `fleet status`.
     pub fn redacted(&self) -> String {
         let port = self.url.port().map(|p| format!(":{p}")).unwrap_or_default();
@@ -181,5 +193,40 @@ mod tests {
         let n = NodeName::parse("box-1").expect("name");
         assert_eq!(k.node(&n), "dhan-keeper:{1000000001}:node:box-1");
         assert_eq!(k.node_pattern(), "dhan-keeper:{1000000001}:node:*");
+    }
+}
+
+/// `%XX` sequences decoded (as UTF-8, lossily); anything else kept as it is.
+fn percent_decoded(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (bytes[i], bytes.get(i + 1).copied().and_then(hex), bytes.get(i + 2).copied().and_then(hex)) {
+            (b'%', Some(h), Some(l)) => {
+                out.push(u8::try_from(h * 16 + l).unwrap_or(b'?'));
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod password_tests {
+    use super::*;
+
+    #[test]
+    fn both_written_forms_of_the_password_are_known_for_scrubbing() {
+        let u = RedisUrl::parse("redis://:p%40ss%2Fw0rd@127.0.0.1:6379").expect("url");
+        assert_eq!(u.password_forms(), vec!["p%40ss%2Fw0rd".to_string(), "p@ss/w0rd".to_string()]);
+        let plain = RedisUrl::parse("redis://:plain@127.0.0.1:6379").expect("url");
+        assert_eq!(plain.password_forms(), vec!["plain".to_string()]);
+        assert!(RedisUrl::parse("redis://127.0.0.1:6379").expect("url").password_forms().is_empty());
     }
 }

@@ -72,7 +72,8 @@ pub struct SharedToken {
 
 /// Compare-and-set of the shared record on (lease holder, epoch, generation), then the event.
 /// KEYS: lease, record. ARGV: holder id, expected epoch, expected generation (0 = no record),
-/// new epoch, node, expires_at, obtained_at, source, sealed, published_at, channel.
+/// new epoch, node, expires_at, obtained_at, source, sealed, published_at, channel,
+/// expires_at as unix seconds.
 /// Returns {0, new generation} | {1, 0} not the holder | {2, current generation} stale.
 const PUBLISH: &str = r"
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
@@ -89,9 +90,40 @@ elseif epoch ~= ARGV[2] or gen ~= tonumber(ARGV[3]) then
 end
 local new = gen + 1
 redis.call('HSET', KEYS[2], 'epoch', epoch, 'generation', new, 'holder', ARGV[5], 'expires_at', ARGV[6],
-  'obtained_at', ARGV[7], 'source', ARGV[8], 'sealed', ARGV[9], 'published_at', ARGV[10])
+  'obtained_at', ARGV[7], 'source', ARGV[8], 'sealed', ARGV[9], 'published_at', ARGV[10], 'expires_unix', ARGV[12])
 redis.call('PUBLISH', ARGV[11], cjson.encode({epoch = epoch, generation = new, holder = ARGV[5]}))
 return {0, new}";
+
+/// An offer from a node that does not hold the lease: it obtained a token by itself (a paste, a
+/// consent login, an admin's override) and Dhan's newest token is the live one, so the record
+/// moves to it only if it expires later than the record's, on top of the generation the node
+/// saw. KEYS: record. ARGV: expected epoch, expected generation, node, expires_at, obtained_at,
+/// source, sealed, published_at, channel, expires_at as unix seconds.
+/// Returns {0, new generation} | {2, current generation} stale | {3, 0} no record (the leader
+/// seeds it) | {4, current generation} not later than the record's.
+const OFFER: &str = r"
+local epoch = redis.call('HGET', KEYS[1], 'epoch')
+if not epoch then return {3, 0} end
+local gen = tonumber(redis.call('HGET', KEYS[1], 'generation') or '0')
+if epoch ~= ARGV[1] or gen ~= tonumber(ARGV[2]) then return {2, gen} end
+local cur = tonumber(redis.call('HGET', KEYS[1], 'expires_unix') or '0') or 0
+if tonumber(ARGV[10]) <= cur then return {4, gen} end
+local new = gen + 1
+redis.call('HSET', KEYS[1], 'generation', new, 'holder', ARGV[3], 'expires_at', ARGV[4],
+  'obtained_at', ARGV[5], 'source', ARGV[6], 'sealed', ARGV[7], 'published_at', ARGV[8], 'expires_unix', ARGV[10])
+redis.call('PUBLISH', ARGV[9], cjson.encode({epoch = epoch, generation = new, holder = ARGV[3]}))
+return {0, new}";
+
+/// What became of an offer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Offered {
+    /// The record holds the offered token now.
+    Taken(RecordId),
+    /// The record already holds a token that expires as late or later.
+    NotLater,
+    /// There is no record yet; the lease holder seeds it.
+    NoRecord,
+}
 
 impl Fleet {
     /// Reads the shared record without opening the token.
@@ -111,12 +143,17 @@ impl Fleet {
             .key
             .open(&record.sealed, &self.client_id, &record.id.epoch, record.id.generation)
             .map_err(FleetError::Record)?;
+        // Only the token is authenticated; the expiry beside it in the hash is not, so a writer
+        // to Redis could stretch it. The token's own `exp` claim wins when it has one.
+        let expires_at = crate::dhan::jwt::decode(access_token.expose())
+            .and_then(|c| c.expires_at())
+            .map_or(record.expires_at, |exp| crate::ist::to_ist(&exp));
         Ok(SharedToken {
             id: record.id.clone(),
             holder: record.holder.clone(),
             token: Token {
                 access_token,
-                expires_at: record.expires_at,
+                expires_at,
                 client_id: Some(self.client_id.clone()),
                 obtained_at: record.obtained_at,
                 source: record.source,
@@ -156,6 +193,7 @@ impl Fleet {
             sealed,
             crate::ist::to_ist(&now).to_rfc3339(),
             self.keys.events(),
+            token.expires_at.timestamp().to_string(),
         ];
         let (lease_key, record_key) = (self.keys.lease(), self.keys.token());
         let (code, value): (i64, u64) = self
@@ -173,6 +211,48 @@ impl Fleet {
             0 if value == generation => Ok(RecordId { epoch, generation: value }),
             0 => Err(FleetError::Record(format!("published as generation {value}, expected {generation}"))),
             1 => Err(FleetError::NotHolder),
+            _ => Err(FleetError::Stale { current: value }),
+        }
+    }
+}
+
+impl Fleet {
+    /// Offers `token`, which this node obtained without holding the lease, on top of
+    /// `expected`: see [`OFFER`]. `Stale` when the record moved since `expected`.
+    pub async fn offer(&self, expected: &RecordId, token: &Token, now: DateTime<Utc>) -> Result<Offered, FleetError> {
+        let generation = expected.generation + 1;
+        let sealed = self
+            .key
+            .seal(&token.access_token, &self.client_id, &expected.epoch, generation)
+            .map_err(FleetError::Record)?;
+        let args = [
+            expected.epoch.clone(),
+            expected.generation.to_string(),
+            self.node.to_string(),
+            token.expires_at.to_rfc3339(),
+            token.obtained_at.map(|t| t.to_rfc3339()).unwrap_or_default(),
+            token.source.map(|s| s.as_str().to_string()).unwrap_or_default(),
+            sealed,
+            crate::ist::to_ist(&now).to_rfc3339(),
+            self.keys.events(),
+            token.expires_at.timestamp().to_string(),
+        ];
+        let record_key = self.keys.token();
+        let (code, value): (i64, u64) = self
+            .run(|mut c| async move {
+                let script = Script::new(OFFER);
+                let mut call = script.key(record_key);
+                for a in &args {
+                    call.arg(a);
+                }
+                call.invoke_async(&mut c).await
+            })
+            .await?;
+        match code {
+            0 if value == generation => Ok(Offered::Taken(RecordId { epoch: expected.epoch.clone(), generation })),
+            0 => Err(FleetError::Record(format!("offered as generation {value}, expected {generation}"))),
+            3 => Ok(Offered::NoRecord),
+            4 => Ok(Offered::NotLater),
             _ => Err(FleetError::Stale { current: value }),
         }
     }

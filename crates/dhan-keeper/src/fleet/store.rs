@@ -61,7 +61,7 @@ return 0";
 pub struct Fleet {
     client: redis::Client,
     at: String,
-    password: Option<String>,
+    passwords: Vec<String>,
     conn: Mutex<Option<MultiplexedConnection>>,
     pub(super) keys: Keys,
     pub(super) client_id: String,
@@ -91,7 +91,7 @@ impl Fleet {
         let instance: String = (0..8).map(|_| format!("{:x}", fastrand::u8(..16))).collect();
         Ok(Self {
             client,
-            password: cfg.redis_url.url().password().map(str::to_string),
+            passwords: cfg.redis_url.password_forms(),
             at,
             conn: Mutex::new(None),
             keys: Keys::new(client_id),
@@ -135,8 +135,8 @@ impl Fleet {
     /// A Redis failure as a [`FleetError`], with the password scrubbed should it ever appear.
     pub(crate) fn fail(&self, detail: impl std::fmt::Display) -> FleetError {
         let mut detail = detail.to_string();
-        if let Some(p) = self.password.as_deref().filter(|p| !p.is_empty()) {
-            detail = detail.replace(p, "[redacted]");
+        for p in &self.passwords {
+            detail = detail.replace(p.as_str(), "[redacted]");
         }
         FleetError::Redis { at: self.at.clone(), detail }
     }

@@ -35,6 +35,19 @@ pub(crate) enum Origin {
     Shared,
 }
 
+/// How the fleet lets a rotation go on.
+#[derive(Debug, Clone)]
+pub(crate) enum Pass {
+    /// No fleet.
+    Alone,
+    /// The lease holder: each request to Dhan is preceded by a lease confirmation.
+    Leader,
+    /// An admin's override while Redis is unreachable: mint once without the lease.
+    Override,
+    /// Another keeper already rotated; its token was taken in instead.
+    Adopted(Token),
+}
+
 /// The keeper's fleet state. Empty (and unused) without `redis_url`.
 #[derive(Debug, Default)]
 pub(crate) struct FleetSide {
@@ -93,13 +106,37 @@ impl Keeper {
         }
     }
 
-    /// Asked under `work` before any renewal or mint. `Ok(None)`: go on. `Ok(Some(token))`:
-    /// another keeper already rotated, and its token was taken in instead. `Err(NotLeader)`: not
-    /// this node's turn.
-    pub(super) async fn fleet_gate(&self, asker: Asker) -> Result<Option<Token>, RotateError> {
+    /// Asked under `work` right before each request to Dhan that could mint (a renewal, a mint,
+    /// the mint's retry in the next TOTP window): in a fleet, the lease is confirmed in Redis
+    /// and must have room for the whole request, since the gate's first answer may be many
+    /// seconds old by then. An admin's override (Redis unreachable) is not asked again.
+    pub(super) async fn still_leading(&self, pass: Pass) -> Result<(), RotateError> {
+        if !matches!(pass, Pass::Leader) {
+            return Ok(());
+        }
+        let not_now = |waiting| RotateError::NotLeader { waiting, retry_at: self.clock.now() + super::chrono(NOT_NOW) };
+        match self.coordinator().confirm(self.cfg.dhan_timeout).await {
+            Ok(true) => Ok(()),
+            Ok(false) => {
+                tracing::warn!(
+                    "the fleet lease is not confirmed in Redis (taken over, lost, or too short): not minting"
+                );
+                Err(not_now(Waiting::Follower))
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot confirm the fleet lease before calling Dhan; not minting now");
+                Err(not_now(Waiting::RedisUnreachable))
+            }
+        }
+    }
+
+    /// Asked under `work` before any renewal or mint. `Ok(Gate::Adopted(token))`: another keeper
+    /// already rotated, and its token was taken in instead. `Err(NotLeader)`: not this node's
+    /// turn. Otherwise how this node may go on.
+    pub(super) async fn fleet_gate(&self, asker: Asker) -> Result<Pass, RotateError> {
         let c = self.coordinator();
         if !c.is_fleet() {
-            return Ok(None);
+            return Ok(Pass::Alone);
         }
         let not_now = |waiting| RotateError::NotLeader { waiting, retry_at: self.clock.now() + super::chrono(NOT_NOW) };
         match fleet::before_mint(self.lease_facts(Instant::now()), asker) {
@@ -112,7 +149,7 @@ impl Keeper {
                         .into(),
                     vec![],
                 );
-                return Ok(None);
+                return Ok(Pass::Override);
             }
             MintDecision::Wait(waiting) => {
                 if waiting == Waiting::RedisUnreachable {
@@ -121,12 +158,15 @@ impl Keeper {
                 return Err(not_now(waiting));
             }
         }
+        // The holder proves it still holds the lease before reading the record: a lease that
+        // lives only in this node's memory must not lead to "no newer token, so mint".
+        self.still_leading(Pass::Leader).await?;
         match c.newer_shared(self.token().as_ref()).await {
-            Ok(None) => Ok(None),
+            Ok(None) => Ok(Pass::Leader),
             Ok(Some(shared)) => {
                 tracing::info!(generation = shared.id.generation, holder = %shared.holder, "another keeper already rotated; taking its token instead of minting");
                 let why = format!("shared by {} before a mint", shared.holder);
-                self.adopt_locked(shared, &why).map(Some)
+                self.adopt_locked(shared, &why).map(Pass::Adopted)
             }
             Err(e) => {
                 // The lease is ours, but whether someone rotated meanwhile cannot be read: wait.
@@ -151,8 +191,9 @@ impl Keeper {
         let left = self.usable_token().map(|t| ist::human_duration(t.remaining(now))).unwrap_or_else(|| "none".into());
         self.alert(
             format!(
-                "⚠️ Redis unreachable since {}: automatic rotation is held (no keeper mints without the fleet lease). \
-                 Token time left: {left}. /refresh mints here anyway.",
+                "⚠️ Redis unreachable from this host since {}: automatic rotation is held (no keeper mints without \
+                 the fleet lease). Token time left: {left}. If no host can reach Redis, /refresh force mints here \
+                 anyway; if another host still can, it may lead and mint, and a second mint kills its token.",
                 ist::to_ist(&since).format("%H:%M:%S IST")
             ),
             vec![crate::alerts::refresh_button(self.cfg.mode())],
@@ -205,7 +246,13 @@ impl Keeper {
         self.fleet.double_mints.fetch_add(1, Ordering::Relaxed);
         self.metrics.failure("double_mint");
         tracing::error!(first = %prev.holder, second = %next.holder, "two keepers minted inside one mint window (the lease is advisory); keeping the token Dhan accepts");
-        let live = if self.dhan.profile(&next.token.access_token).await.is_ok() { next.clone() } else { prev.clone() };
+        // The later token is kept unless Dhan says it is dead *and* takes the earlier one: a
+        // timeout or a 5xx is no verdict, and swapping a live token for a dead one is the worse
+        // mistake.
+        let next_rejected =
+            matches!(self.dhan.profile(&next.token.access_token).await, Err(crate::dhan::DhanError::AuthFailed { .. }));
+        let prev_live = next_rejected && self.dhan.profile(&prev.token.access_token).await.is_ok();
+        let live = if prev_live { prev.clone() } else { next.clone() };
         let _guard = self.work.lock().await;
         let local = self.token();
         if local.as_ref().is_none_or(|l| l.access_token.expose() != live.token.access_token.expose()) {
@@ -249,7 +296,21 @@ impl Keeper {
                     self.adopt_shared(shared).await;
                 }
             }
-            Err(FleetError::NotHolder) => self.drop_pending_if_superseded(&c, &token).await,
+            // Obtained without the lease (a paste, a consent login, an override, or the lease was
+            // lost since): offered, and taken only if it expires later than the shared one.
+            Err(FleetError::NotHolder) => match c.offer(&token, self.clock.now()).await {
+                Ok(true) => {
+                    self.clear_pending(&token);
+                    self.redis_answered();
+                    tracing::info!("offered the token this node obtained to the fleet");
+                }
+                Ok(false) => tracing::debug!("no shared record yet; the token waits for the lease holder"),
+                Err(e @ FleetError::Redis { .. }) => {
+                    self.redis_failed();
+                    tracing::debug!(error = %e, "the new token waits to be offered");
+                }
+                Err(_) => self.drop_pending_if_superseded(&c, &token).await,
+            },
             Err(e @ FleetError::Redis { .. }) => {
                 self.redis_failed();
                 tracing::debug!(error = %e, "the new token waits to be published");

@@ -10,6 +10,7 @@ use chrono::Utc;
 
 use std::time::Duration;
 
+use super::fleet::Pass;
 use super::{Keeper, RotateError};
 use crate::dhan::{DhanError, Minted};
 use crate::gate::{self, Asker, Gate};
@@ -31,9 +32,10 @@ impl Keeper {
     /// schedule honours the credential stop.
     pub async fn rotate(&self, why: &str, asker: Asker) -> Result<Token, RotateError> {
         let _guard = self.work.lock().await;
-        if let Some(shared) = self.fleet_gate(asker).await? {
-            return Ok(shared);
-        }
+        let pass = match self.fleet_gate(asker).await? {
+            Pass::Adopted(shared) => return Ok(shared),
+            pass => pass,
+        };
         let now = self.clock.now();
         if let Some(tok) = self.usable_token().filter(|t| self.can_renew(t)) {
             match self.dhan.renew_token(&tok.access_token).await {
@@ -53,11 +55,13 @@ impl Keeper {
                     tracing::warn!(error = %e, "RenewToken keeps failing and the token is about to expire; minting instead");
                 }
             }
+            // The renewal took time: the lease is confirmed again before the mint.
+            self.still_leading(pass.clone()).await?;
         }
-        self.mint(why, asker).await
+        self.mint(why, asker, pass).await
     }
 
-    async fn mint(&self, why: &str, asker: Asker) -> Result<Token, RotateError> {
+    async fn mint(&self, why: &str, asker: Asker, pass: Pass) -> Result<Token, RotateError> {
         let (Some(pin), Some(totp)) = (&self.cfg.pin, &self.cfg.totp_secret) else {
             return Err(RotateError::NeedsLogin);
         };
@@ -68,7 +72,9 @@ impl Keeper {
         // Persisted before the request, so a kill -9 mid-call still counts the attempt.
         self.state.update(|s| s.last_mint_at = Some(ist::to_ist(&now)));
         tracing::info!(why, "minting a new token with TOTP + PIN");
-        let result = mint_with_totp(&self.dhan, pin, totp, self.clock.as_ref()).await;
+        // The retry in the next TOTP window comes up to 31 s later: the lease is confirmed again.
+        let still = || async move { self.still_leading(pass).await.is_ok() };
+        let result = mint_with_totp(&self.dhan, pin, totp, self.clock.as_ref(), still).await;
         // The window runs from the last attempt as Dhan saw it: the answer's arrival.
         let end = self.clock.now();
         self.state.update(|s| s.last_mint_at = Some(ist::to_ist(&end)));

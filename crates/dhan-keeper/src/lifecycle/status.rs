@@ -74,7 +74,9 @@ fn not_leader_text(waiting: crate::fleet::Waiting) -> &'static str {
         }
         crate::fleet::Waiting::LeaseTooShort => "the fleet lease is being renewed; try again in a few seconds",
         crate::fleet::Waiting::RedisUnreachable => {
-            "Redis is unreachable, so automatic rotation is held (no keeper mints without the fleet lease)"
+            "Redis is unreachable from this host, so rotation is held (no keeper mints without the fleet lease). If no \
+             host can reach Redis, send /refresh force to mint here anyway; if another host still can, it may lead \
+             and mint, and a second mint would kill its token"
         }
     }
 }

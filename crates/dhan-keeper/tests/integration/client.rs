@@ -22,7 +22,7 @@ fn totp() -> TotpSecret {
 }
 
 async fn mint(sim: &dhan_sim::DhanSim) -> dhan_keeper::dhan::Minted {
-    mint_with_totp(&client(sim), &pin(), &totp(), &SystemClock).await.expect("mint succeeds")
+    mint_with_totp(&client(sim), &pin(), &totp(), &SystemClock, || async { true }).await.expect("mint succeeds")
 }
 
 /// A simulator, a client for it, and a freshly minted token.
@@ -80,7 +80,8 @@ async fn invalid_totp_is_retried_once_at_a_window_edge_then_given_up() {
         Fault::Json { status: 200, body: json!({"message": "Invalid TOTP", "status": "error"}) },
         1,
     );
-    let m = mint_with_totp(&client(&sim), &pin(), &totp(), &clock).await.expect("second try succeeds");
+    let m =
+        mint_with_totp(&client(&sim), &pin(), &totp(), &clock, || async { true }).await.expect("second try succeeds");
     assert_eq!(Some(m.access_token.expose().to_string()), sim.active_token());
     assert_eq!(sim.calls("generateAccessToken"), 2);
 
@@ -90,7 +91,7 @@ async fn invalid_totp_is_retried_once_at_a_window_edge_then_given_up() {
         Fault::Json { status: 200, body: json!({"message": "Invalid TOTP", "status": "error"}) },
         2,
     );
-    let e = mint_with_totp(&client(&sim), &pin(), &totp(), &clock).await.expect_err("gives up");
+    let e = mint_with_totp(&client(&sim), &pin(), &totp(), &clock, || async { true }).await.expect_err("gives up");
     assert!(matches!(e, DhanError::InvalidTotp));
     assert_eq!(sim.calls("generateAccessToken"), 4, "exactly one retry");
 }

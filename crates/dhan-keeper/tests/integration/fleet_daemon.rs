@@ -173,7 +173,18 @@ async fn an_admins_refresh_overrides_an_outage_once_and_is_shared_when_redis_ret
     })
     .await;
     let mints = s.sim.mints();
+    // A plain /refresh does not override: this host may only be cut off from a Redis others
+    // still reach. The reply says how to override, and nothing is minted.
     s.tg.inject_text(CHAT, CHAT, "/refresh");
+    s.until("the refusal that names /refresh force", PATIENCE, |s| {
+        s.tg.sent(CHAT)
+            .iter()
+            .any(|m| m["text"].as_str().is_some_and(|t| t.contains("No new token") && t.contains("/refresh force")))
+            .then_some(())
+    })
+    .await;
+    assert_eq!(s.sim.mints(), mints, "a plain /refresh never mints without the lease");
+    s.tg.inject_text(CHAT, CHAT, "/refresh force");
     s.until("the override", PATIENCE, |s| (s.sim.mints() > mints).then_some(())).await;
     assert!(s.tg.sent(CHAT).iter().any(|m| m["text"].as_str().is_some_and(|t| t.contains("without the fleet lease"))));
     let minted = s.sim.active_token().expect("live token");
