@@ -338,7 +338,9 @@ impl Keeper {
             token_file: self.store.path().to_path_buf(),
         };
         let outbox = self.outbox.clone();
-        let chat = self.alert_chat();
+        // The shared alert chat, and the account's own chat when it has one.
+        let mut chats: Vec<i64> = self.alert_chat().into_iter().collect();
+        chats.extend(self.account_chat().filter(|c| !chats.is_empty() && !chats.contains(c)));
         let tag_label = self.label().map(|l| l.to_string());
         let failures = std::sync::Arc::clone(&self.metrics.hook_failures);
         let secrets = crate::hook::secrets_of(&self.cfg);
@@ -350,12 +352,9 @@ impl Keeper {
                     Err(e) => {
                         tracing::error!(error = %e, "on_refresh command failed");
                         failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        if let Some(chat) = chat {
-                            outbox.message(
-                                chat,
-                                tag(tag_label.as_deref(), &alerts::hook_failed(&e.to_string(), saved)),
-                                vec![],
-                            );
+                        let text = tag(tag_label.as_deref(), &alerts::hook_failed(&e.to_string(), saved));
+                        for chat in chats {
+                            outbox.message(chat, text.clone(), vec![]);
                         }
                     }
                 }
