@@ -119,10 +119,14 @@ impl Bot {
     }
 
     /// The held paste, now that the admin said whose it is.
-    pub(crate) async fn paste_held(&self, chat: i64, k: &Arc<Keeper>) {
-        match self.take_held() {
+    pub(crate) async fn paste_held(&self, chat: i64, k: &Arc<Keeper>, number: Option<&str>) {
+        match self.take_held(number) {
             Some(text) => self.paste_into(chat, k, text.expose()).await,
-            None => self.reply(chat, "⌛ That paste is no longer kept (10 minutes); paste it again."),
+            None => self.reply(
+                chat,
+                "⌛ That paste is no longer kept (it was used, replaced by a newer paste, or 10 minutes passed); paste \
+                 it again.",
+            ),
         }
     }
 

@@ -294,6 +294,11 @@ impl Bot {
             Role::Viewer => return self.outbox.answer(&q.id, Some("Only the admin chat can do that.".into()), false),
             Role::Stranger => return self.stranger(chat, Some(q.from.id), "a button press"),
         }
+        // `paste:LABEL:N` carries the number of the question it answers.
+        let (label, number) = match label.and_then(|l| l.split_once(':')) {
+            Some((l, n)) => (Some(l), Some(n)),
+            None => (label, None),
+        };
         let keeper = match self.pick(chat, label) {
             Ok(k) => k,
             Err(e) => return self.outbox.answer(&q.id, Some(strip_tags(&e)), true),
@@ -315,7 +320,7 @@ impl Bot {
             }
             which::CB_PASTE => {
                 self.outbox.answer(&q.id, None, false);
-                self.paste_held(chat, &keeper).await;
+                self.paste_held(chat, &keeper, number).await;
             }
             _ => self.outbox.answer(&q.id, Some("That button is no longer used.".into()), false),
         }

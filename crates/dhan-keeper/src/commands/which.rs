@@ -17,7 +17,8 @@ use crate::telegram::html::escape;
 
 /// Callback data of an account's "/account" button (`account:LABEL`).
 pub(crate) const CB_ACCOUNT: &str = "account";
-/// Callback data of "this paste is for LABEL" (`paste:LABEL`).
+/// Callback data of "this paste is for LABEL" (`paste:LABEL:N`, N the question's number, so a
+/// button under an older question never applies a newer paste).
 pub(crate) const CB_PASTE: &str = "paste";
 
 /// How long a paste waits for the admin to say whose it is.
@@ -40,8 +41,11 @@ pub(crate) enum Act {
 /// What the bot remembers between a question and its button: a held paste, the last login link.
 #[derive(Debug, Default)]
 pub(crate) struct Pending {
-    /// A pasted tokenId or access token waiting for its account, and when it came.
-    pub(crate) paste: Option<(Secret, DateTime<Utc>)>,
+    /// A pasted tokenId or access token waiting for its account, when it came, and the number
+    /// of the question that asked about it (its buttons carry it).
+    pub(crate) paste: Option<(Secret, DateTime<Utc>, u32)>,
+    /// The number of the last question about a paste.
+    pub(crate) asked: u32,
 }
 
 impl Bot {
@@ -108,15 +112,33 @@ impl Bot {
     /// accounts that can take it (`consent_only`: those with an API key) get a button.
     pub(crate) fn hold(&self, chat: i64, text: &str, why: &str, consent_only: bool) {
         let now = self.now();
-        self.which.lock().unwrap_or_else(|e| e.into_inner()).paste = Some((Secret::new(text), now));
+        let number = {
+            let mut which = self.which.lock().unwrap_or_else(|e| e.into_inner());
+            which.asked = which.asked.wrapping_add(1);
+            which.paste = Some((Secret::new(text), now, which.asked));
+            which.asked
+        };
         let question = format!("🔑 {why} Which account is it for? (kept for 10 minutes)");
-        self.ask(chat, &question, CB_PASTE, |k| !consent_only || can_consent(k));
+        let buttons = self
+            .visible(chat)
+            .iter()
+            .filter(|k| !consent_only || can_consent(k))
+            .filter_map(|k| k.label())
+            .map(|l| Button::Callback { label: l.to_string(), data: format!("{CB_PASTE}:{l}:{number}") })
+            .collect();
+        self.outbox.message(chat, question, buttons);
     }
 
-    /// The held paste, if it is still fresh; taken, so a second press does nothing.
-    pub(crate) fn take_held(&self) -> Option<Secret> {
+    /// The paste held for question `number`, if it is still fresh; taken, so a second press
+    /// does nothing. A button under an older question finds nothing.
+    pub(crate) fn take_held(&self, number: Option<&str>) -> Option<Secret> {
         let now = self.now();
-        let held = self.which.lock().unwrap_or_else(|e| e.into_inner()).paste.take()?;
+        let mut which = self.which.lock().unwrap_or_else(|e| e.into_inner());
+        let asked = which.paste.as_ref().map(|p| p.2.to_string());
+        if asked.as_deref() != number {
+            return None;
+        }
+        let held = which.paste.take()?;
         (now - held.1 < HOLD_FOR).then_some(held.0)
     }
 

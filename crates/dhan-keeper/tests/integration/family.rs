@@ -410,19 +410,23 @@ async fn a_token_id_that_could_be_anyones_is_held_until_the_admin_says_whose() {
     let callback = f.login_through(&alert);
     let question = f.ask(CHAT, &callback, "Which account is it for?").await;
     assert!(f.token_of("huf").is_none() && f.token_of("asha").is_none(), "nothing stored while it is held");
-    f.press(&question, "paste:huf").await;
+    f.press(&question, "paste:huf:1").await;
     let huf = eventually("the HUF's token from the held paste", || f.token_of("huf")).await;
     assert_eq!(huf["client_id"], HUF);
     assert!(f.token_of("asha").is_none());
     // A second press finds nothing held: the paste was used once.
-    f.press(&question, "paste:asha").await;
+    f.press(&question, "paste:asha:1").await;
     f.wait_message(CHAT, "no longer kept").await;
     // Asha's login link from her alert is still outstanding, so after "/refresh huf" a tokenId
     // could still be either's: the bot asks again rather than guess (a wrong guess spends it).
     let login = f.ask(CHAT, "/refresh huf", "huf · 🔗 Log in to Dhan").await;
     let callback = f.login_through(&login);
-    let question = f.ask(CHAT, &callback, "Which account is it for?").await;
-    f.press(&question, "paste:huf").await;
+    let second = f.ask(CHAT, &callback, "Which account is it for?").await;
+    // A button under the first question never applies this newer paste.
+    f.press(&question, "paste:huf:1").await;
+    eventually("the old button's refusal", || (f.count(CHAT, "no longer kept") == 2).then_some(())).await;
+    assert_eq!(f.count(CHAT, "huf · ✅ New Dhan token (consent)"), 1);
+    f.press(&second, "paste:huf:2").await;
     eventually("the HUF's second token", || (f.count(CHAT, "huf · ✅ New Dhan token (consent)") == 2).then_some(()))
         .await;
     f.stop(d).await;
