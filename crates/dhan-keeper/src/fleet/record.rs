@@ -218,7 +218,8 @@ impl Fleet {
 
 impl Fleet {
     /// Offers `token`, which this node obtained without holding the lease, on top of
-    /// `expected`: see [`OFFER`]. `Stale` when the record moved since `expected`.
+    /// `expected`: the record takes it only if it expires later than the record's token (a Lua
+    /// compare-and-set). `Stale` when the record moved since `expected`.
     pub async fn offer(&self, expected: &RecordId, token: &Token, now: DateTime<Utc>) -> Result<Offered, FleetError> {
         let generation = expected.generation + 1;
         let sealed = self
