@@ -64,6 +64,10 @@ pub struct Running {
     /// Where the HTTP endpoint listens, if configured.
     pub http: Option<SocketAddr>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// The fleet's tasks; the lease campaign and the announcer stop on `fleet_stop`, which
+    /// `join` cancels only once every keeper is idle.
+    fleet_tasks: Vec<tokio::task::JoinHandle<()>>,
+    fleet_stop: CancellationToken,
     _locks: Vec<InstanceLock>,
 }
 
@@ -87,6 +91,20 @@ impl Running {
                     "stopping with work still running (an on_refresh hook or a command); it is abandoned"
                 );
             }
+        }
+        if self.fleet_tasks.is_empty() {
+            return;
+        }
+        // The fleet lease goes last: not while a request to Dhan may still bring a token.
+        for k in self.keepers.all() {
+            let longest = k.config().dhan_timeout + std::time::Duration::from_secs(1);
+            if tokio::time::timeout(longest, k.idle()).await.is_err() {
+                tracing::warn!("a request to Dhan is still out at shutdown; releasing the fleet lease anyway");
+            }
+        }
+        self.fleet_stop.cancel();
+        for t in self.fleet_tasks {
+            let _ = t.await;
         }
     }
 }
@@ -118,12 +136,20 @@ pub async fn start_accounts(
     let (keepers, locks) = keepers(accounts, &clock, &outbox)?;
     let mut tasks = Vec::new();
     // In a fleet (`redis_url`), each account campaigns for its own client id's lease.
+    let fleet_stop = CancellationToken::new();
+    let mut fleet_tasks = Vec::new();
     for keeper in keepers.all() {
-        let joined = lifecycle::start_fleet(keeper, &shutdown).map_err(|e| match keeper.label() {
+        let joined = lifecycle::start_fleet(keeper, &shutdown, &fleet_stop).map_err(|e| match keeper.label() {
             Some(l) => AppError::Account { label: l.to_string(), source: Box::new(e.into()) },
             None => e.into(),
-        })?;
-        tasks.extend(joined);
+        });
+        match joined {
+            Ok(joined) => fleet_tasks.extend(joined),
+            Err(e) => {
+                fleet_stop.cancel();
+                return Err(e);
+            }
+        }
     }
     if let (Some(client), Some(rx)) = (telegram, rx) {
         tasks.push(tokio::spawn(outbox::run_sender(client.clone(), rx, outbox.clone(), shutdown.clone())));
@@ -154,7 +180,7 @@ pub async fn start_accounts(
         tasks.push(tokio::spawn(watch));
         tasks.push(tokio::spawn(lifecycle::run(Arc::clone(keeper), shutdown.clone()).instrument(span)));
     }
-    Ok(Running { keeper: first, keepers, http, tasks, _locks: locks })
+    Ok(Running { keeper: first, keepers, http, tasks, fleet_tasks, fleet_stop, _locks: locks })
 }
 
 /// One keeper per account, each with its own lock, Dhan client (and source address) and saved

@@ -22,7 +22,16 @@ const TICK: Duration = Duration::from_secs(1);
 
 /// Joins `keeper` to its fleet when `redis_url` is set (a no-op otherwise): sets its
 /// coordinator and starts the fleet's tasks. Call it before the loop and the bot start.
-pub fn start_fleet(keeper: &Arc<Keeper>, shutdown: &CancellationToken) -> Result<Vec<JoinHandle<()>>, FleetError> {
+///
+/// `last` stops the lease campaign and the announcer. Cancel it only after the keeper is idle
+/// (no mint in flight) at shutdown: the lease is released then, and not a moment before, so
+/// nobody else may mint while this node's last request is still out, and a token that request
+/// brought is published first.
+pub fn start_fleet(
+    keeper: &Arc<Keeper>,
+    shutdown: &CancellationToken,
+    last: &CancellationToken,
+) -> Result<Vec<JoinHandle<()>>, FleetError> {
     let cfg = keeper.config();
     let Some(fc) = &cfg.fleet else { return Ok(vec![]) };
     let timing = LeaseTiming::new(fc.lease);
@@ -31,7 +40,7 @@ pub fn start_fleet(keeper: &Arc<Keeper>, shutdown: &CancellationToken) -> Result
     let fleet = Arc::new(Fleet::new(fc, &cfg.client_id, op_timeout)?);
     let mut tasks = Vec::new();
     let lease = if cfg.has_credentials() {
-        let (lease, task) = fleet::spawn_campaign(Arc::clone(&fleet), timing, shutdown.clone());
+        let (lease, task) = fleet::spawn_campaign(Arc::clone(&fleet), timing, last.clone());
         tasks.push(task);
         lease
     } else {
@@ -55,7 +64,7 @@ pub fn start_fleet(keeper: &Arc<Keeper>, shutdown: &CancellationToken) -> Result
         },
     )));
     tasks.push(tokio::spawn(adopter(Arc::clone(keeper), rx, shutdown.clone())));
-    tasks.push(tokio::spawn(announcer(Arc::clone(keeper), lease.clone(), shutdown.clone())));
+    tasks.push(tokio::spawn(announcer(Arc::clone(keeper), lease.clone(), last.clone())));
     tasks.push(tokio::spawn(leadership(Arc::clone(keeper), lease, shutdown.clone())));
     Ok(tasks)
 }
@@ -79,7 +88,8 @@ async fn announcer(keeper: Arc<Keeper>, mut lease: LeaseHandle, shutdown: Cancel
     loop {
         keeper.try_announce().await;
         tokio::select! {
-            () = shutdown.cancelled() => return,
+            // One last try: the keeper is idle by now, so what is pending is final.
+            () = shutdown.cancelled() => return keeper.try_announce().await,
             () = keeper.fleet.pending_changed.notified() => {}
             ok = lease.changed(), if open => open = ok,
             () = tokio::time::sleep(TICK) => {}

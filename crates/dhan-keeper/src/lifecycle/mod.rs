@@ -141,6 +141,12 @@ impl Keeper {
         &self.events
     }
 
+    /// Waits until no request that could bring a token is in flight (`work` is free). At
+    /// shutdown, before the fleet lease is released.
+    pub async fn idle(&self) {
+        drop(self.work.lock().await);
+    }
+
     /// The tasks the keeper spawned (the hook); `app` waits for them, with a bound, at shutdown.
     pub fn tasks(&self) -> &tokio_util::task::TaskTracker {
         &self.tasks

@@ -149,10 +149,19 @@ impl Keeper {
 pub async fn run(keeper: Arc<Keeper>, shutdown: CancellationToken) {
     loop {
         // Shutdown abandons a step mid-call: every await in it is a network call or a sleep, and
-        // a token Dhan has returned is saved synchronously before the next await.
+        // a token Dhan has returned is saved synchronously before the next await. In a fleet a
+        // request already sent may still mint at Dhan, so the step gets `dhan_timeout` to finish
+        // (and its token to be taken in) before the lease is released.
+        let step = keeper.step();
+        tokio::pin!(step);
         let wake_at = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            w = keeper.step() => w,
+            _ = shutdown.cancelled() => {
+                if keeper.coordinator().is_fleet() {
+                    let _ = tokio::time::timeout(keeper.cfg.dhan_timeout + Duration::from_secs(1), step).await;
+                }
+                return;
+            }
+            w = &mut step => w,
         };
         let nap = (wake_at - keeper.clock.now()).to_std().unwrap_or(Duration::ZERO);
         let nap = nap.clamp(Duration::from_millis(20), MAX_NAP);
