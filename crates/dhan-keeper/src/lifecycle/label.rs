@@ -79,6 +79,21 @@ impl Keeper {
         }
     }
 
+    /// An alert about this host only (its token file, its hook): in a fleet every host sends
+    /// these itself, named, since a follower is the only one that knows, and sending needs no
+    /// lease (only polling the bot does). Alone it is an ordinary [`alert`](Self::alert).
+    pub(super) fn host_alert(&self, html: String) {
+        let Some(fleet) = self.coordinator().fleet_ref().cloned() else {
+            return self.alert(html, vec![]);
+        };
+        let Some(chat) = self.cfg.telegram_chat_id.filter(|_| self.outbox.is_enabled()) else { return };
+        let html = self.tagged(&format!("🖥 <b>{}</b>: {html}", crate::telegram::html::escape(fleet.node().as_str())));
+        self.outbox.message(chat, html.clone(), vec![]);
+        if let Some(own) = self.account_chat().filter(|c| *c != chat) {
+            self.outbox.message(own, html, vec![]);
+        }
+    }
+
     pub(super) fn alert(&self, html: String, buttons: Vec<Button>) {
         let Some(chat) = self.alert_chat() else { return };
         let html = self.tagged(&html);

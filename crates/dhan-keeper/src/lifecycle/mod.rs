@@ -294,7 +294,7 @@ impl Keeper {
         let first = !self.live().unsaved;
         self.set_live(|l| l.unsaved = true);
         if first || new.is_some() {
-            self.alert(alerts::unsaved(&e.to_string(), new), vec![]);
+            self.host_alert(alerts::unsaved(&e.to_string(), new));
         }
     }
 
@@ -324,7 +324,7 @@ impl Keeper {
                 self.set_live(|l| l.unsaved = false);
                 if unsaved {
                     tracing::info!("the token file is written again");
-                    self.alert(alerts::saved_again(self.store.path()), vec![]);
+                    self.host_alert(alerts::saved_again(self.store.path()));
                 }
             }
             Err(e) => {
@@ -344,8 +344,15 @@ impl Keeper {
             token_file: self.store.path().to_path_buf(),
         };
         let outbox = self.outbox.clone();
-        // The shared alert chat, and the account's own chat when it has one.
-        let mut chats: Vec<i64> = self.alert_chat().into_iter().collect();
+        // The shared alert chat, and the account's own chat when it has one. In a fleet every
+        // host reports its own hook (only it knows), named.
+        let node = self.coordinator().fleet_ref().map(|f| f.node().to_string());
+        let chat = if node.is_some() {
+            self.cfg.telegram_chat_id.filter(|_| self.outbox.is_enabled())
+        } else {
+            self.alert_chat()
+        };
+        let mut chats: Vec<i64> = chat.into_iter().collect();
         chats.extend(self.account_chat().filter(|c| !chats.is_empty() && !chats.contains(c)));
         let tag_label = self.label().map(|l| l.to_string());
         let failures = std::sync::Arc::clone(&self.metrics.hook_failures);
@@ -358,7 +365,11 @@ impl Keeper {
                     Err(e) => {
                         tracing::error!(error = %e, "on_refresh command failed");
                         failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let text = tag(tag_label.as_deref(), &alerts::hook_failed(&e.to_string(), saved));
+                        let mut text = alerts::hook_failed(&e.to_string(), saved);
+                        if let Some(node) = &node {
+                            text = format!("🖥 <b>{}</b>: {text}", crate::telegram::html::escape(node));
+                        }
+                        let text = tag(tag_label.as_deref(), &text);
                         for chat in chats {
                             outbox.message(chat, text.clone(), vec![]);
                         }

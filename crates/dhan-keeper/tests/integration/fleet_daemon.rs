@@ -25,8 +25,12 @@ async fn next_rotation(s: &mut FleetStack) -> Duration {
 
 #[tokio::test]
 async fn three_keepers_mint_once_per_rotation_and_share_the_token() {
-    // box-3 has no Dhan credentials: a follower only.
+    // box-3 has no Dhan credentials: a follower only. Its own hook fails: only it can tell.
     let mut s = FleetStack::new(&[true, true, false]).await;
+    let path = s.hosts[2].ws.config_path();
+    let mut cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).expect("config")).expect("json");
+    cfg["on_refresh"] = serde_json::json!(["false"]);
+    s.hosts[2].ws.write_config(&cfg.to_string());
     s.start_all();
     s.until("every host on the first token", PATIENCE, |s| s.all_on_live_token()).await;
     let leader = s.until("a leader", PATIENCE, |s| s.leader()).await;
@@ -53,6 +57,18 @@ async fn three_keepers_mint_once_per_rotation_and_share_the_token() {
     let lines: Vec<String> = s.tg.sent(CHAT).iter().filter_map(fleet_line).collect();
     assert_eq!(lines.len(), 1, "exactly one keeper answered: {lines:?}");
     assert!(lines[0].contains(&format!("this node ({leader}) holds the lease")), "{lines:?}");
+    // The follower reports its own failed hook, named, though it does not keep the bot.
+    s.until("box-3's hook failure reaching the admin", PATIENCE, |s| {
+        s.tg.sent(CHAT)
+            .iter()
+            .any(|m| {
+                m["text"]
+                    .as_str()
+                    .is_some_and(|t| t.starts_with("🖥 box-3: ⚠️") && t.contains("on_refresh command failed"))
+            })
+            .then_some(())
+    })
+    .await;
     let rotations =
         s.tg.sent(CHAT).iter().filter(|m| m["text"].as_str().is_some_and(|t| t.contains("New Dhan token"))).count();
     assert!(rotations as u64 <= s.sim.mints(), "followers send no rotation messages");
