@@ -179,34 +179,14 @@ impl Fleet {
             Some(id) => (id.epoch.clone(), id.generation + 1),
             None => ((0..16).map(|_| format!("{:x}", fastrand::u8(..16))).collect(), 1),
         };
-        let sealed =
-            self.key.seal(&token.access_token, &self.client_id, &epoch, generation).map_err(FleetError::Record)?;
-        let args = [
+        let mut args = vec![
             self.holder_id.clone(),
             expected.map(|id| id.epoch.clone()).unwrap_or_default(),
             expected.map_or(0, |id| id.generation).to_string(),
             epoch.clone(),
-            self.node.to_string(),
-            token.expires_at.to_rfc3339(),
-            token.obtained_at.map(|t| t.to_rfc3339()).unwrap_or_default(),
-            token.source.map(|s| s.as_str().to_string()).unwrap_or_default(),
-            sealed,
-            crate::ist::to_ist(&now).to_rfc3339(),
-            self.keys.events(),
-            token.expires_at.timestamp().to_string(),
         ];
-        let (lease_key, record_key) = (self.keys.lease(), self.keys.token());
-        let (code, value): (i64, u64) = self
-            .run(|mut c| async move {
-                let script = Script::new(PUBLISH);
-                let mut call = script.key(lease_key);
-                call.key(record_key);
-                for a in &args {
-                    call.arg(a);
-                }
-                call.invoke_async(&mut c).await
-            })
-            .await?;
+        args.extend(self.record_fields(token, &epoch, generation, now)?);
+        let (code, value) = self.invoke(PUBLISH, vec![self.keys.lease(), self.keys.token()], args).await?;
         match code {
             0 if value == generation => Ok(RecordId { epoch, generation: value }),
             0 => Err(FleetError::Record(format!("published as generation {value}, expected {generation}"))),
@@ -222,13 +202,33 @@ impl Fleet {
     /// compare-and-set). `Stale` when the record moved since `expected`.
     pub async fn offer(&self, expected: &RecordId, token: &Token, now: DateTime<Utc>) -> Result<Offered, FleetError> {
         let generation = expected.generation + 1;
-        let sealed = self
-            .key
-            .seal(&token.access_token, &self.client_id, &expected.epoch, generation)
-            .map_err(FleetError::Record)?;
-        let args = [
-            expected.epoch.clone(),
-            expected.generation.to_string(),
+        let mut args = vec![expected.epoch.clone(), expected.generation.to_string()];
+        args.extend(self.record_fields(token, &expected.epoch, generation, now)?);
+        let (code, value) = self.invoke(OFFER, vec![self.keys.token()], args).await?;
+        match code {
+            0 if value == generation => Ok(Offered::Taken(RecordId { epoch: expected.epoch.clone(), generation })),
+            0 => Err(FleetError::Record(format!("offered as generation {value}, expected {generation}"))),
+            3 => Ok(Offered::NoRecord),
+            4 => Ok(Offered::NotLater),
+            _ => Err(FleetError::Stale { current: value }),
+        }
+    }
+}
+
+impl Fleet {
+    /// The record's fields as both scripts take them after their own arguments: node,
+    /// expires_at, obtained_at, source, the sealed token, published_at, the channel, and
+    /// expires_at as unix seconds.
+    fn record_fields(
+        &self,
+        token: &Token,
+        epoch: &str,
+        generation: u64,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<String>, FleetError> {
+        let sealed =
+            self.key.seal(&token.access_token, &self.client_id, epoch, generation).map_err(FleetError::Record)?;
+        Ok(vec![
             self.node.to_string(),
             token.expires_at.to_rfc3339(),
             token.obtained_at.map(|t| t.to_rfc3339()).unwrap_or_default(),
@@ -237,25 +237,24 @@ impl Fleet {
             crate::ist::to_ist(&now).to_rfc3339(),
             self.keys.events(),
             token.expires_at.timestamp().to_string(),
-        ];
-        let record_key = self.keys.token();
-        let (code, value): (i64, u64) = self
-            .run(|mut c| async move {
-                let script = Script::new(OFFER);
-                let mut call = script.key(record_key);
-                for a in &args {
-                    call.arg(a);
-                }
-                call.invoke_async(&mut c).await
-            })
-            .await?;
-        match code {
-            0 if value == generation => Ok(Offered::Taken(RecordId { epoch: expected.epoch.clone(), generation })),
-            0 => Err(FleetError::Record(format!("offered as generation {value}, expected {generation}"))),
-            3 => Ok(Offered::NoRecord),
-            4 => Ok(Offered::NotLater),
-            _ => Err(FleetError::Stale { current: value }),
-        }
+        ])
+    }
+
+    /// Runs a script that answers `{code, value}`.
+    async fn invoke(&self, source: &str, keys: Vec<String>, args: Vec<String>) -> Result<(i64, u64), FleetError> {
+        let source = source.to_string();
+        self.run(|mut c| async move {
+            let script = Script::new(&source);
+            let mut call = script.prepare_invoke();
+            for k in &keys {
+                call.key(k);
+            }
+            for a in &args {
+                call.arg(a);
+            }
+            call.invoke_async(&mut c).await
+        })
+        .await
     }
 }
 
