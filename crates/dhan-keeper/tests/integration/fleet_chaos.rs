@@ -83,8 +83,8 @@ async fn chaos(events: usize) {
     let lonely = s.inv.seen_on.values().filter(|hosts| hosts.len() == 1).count();
     println!(
         "chaos: seed {seed}, {events} events ({} SIGKILL, {} of the leader; {} SIGTERM; {} Redis pauses) in {:.0?}; \
-         {rotations} mints; double mints: {}; expired-token samples while Redis was up: {} of {}; tokens that \
-         reached only one host: {lonely}",
+         {rotations} mints; double mints: {}; expired-token samples while Redis was up: {} of {}; samples of a \
+         replaced (dead) token more than 1.5 s after a mint: {}; tokens that reached only one host: {lonely}",
         tally.kills,
         tally.leader_kills,
         tally.terms,
@@ -93,6 +93,7 @@ async fn chaos(events: usize) {
         s.double_mints(),
         s.inv.expired.len(),
         s.inv.samples,
+        s.inv.stale.len(),
     );
     assert_eq!(s.double_mints(), 0, "seed {seed}: {:?}", s.inv.mints);
     assert!(s.inv.expired.is_empty(), "seed {seed}: {:?}", s.inv.expired);

@@ -43,6 +43,7 @@ async fn three_keepers_mint_once_per_rotation_and_share_the_token() {
     assert!(lags.iter().all(|l| *l < Duration::from_secs(1)), "every token file follows within a second: {lags:?}");
     assert_eq!(s.double_mints(), 0, "one mint per rotation: {:?}", s.inv.mints);
     assert!(s.inv.expired.is_empty(), "{:?}", s.inv.expired);
+    assert!(s.inv.stale.is_empty(), "every host on Dhan's live token: {:?}", s.inv.stale);
 
     // Only the leader answers the bot, and /status names it.
     let leader = s.leader().expect("a leader");
@@ -126,6 +127,7 @@ async fn a_killed_leader_is_replaced_within_the_lease_and_rotation_stays_on_sche
     next_rotation(&mut s).await;
     assert_eq!(s.double_mints(), 0, "{:?}", s.inv.mints);
     assert!(s.inv.expired.is_empty(), "{:?}", s.inv.expired);
+    assert!(s.inv.stale.is_empty(), "every host on Dhan's live token: {:?}", s.inv.stale);
     s.stop_all().await;
 }
 
@@ -173,6 +175,7 @@ async fn redis_stopped_paused_and_restarted_empty_never_causes_a_double_mint() {
     next_rotation(&mut s).await;
     assert_eq!(s.double_mints(), 0, "{:?}", s.inv.mints);
     assert!(s.inv.expired.is_empty(), "{:?}", s.inv.expired);
+    assert!(s.inv.stale.is_empty(), "every host on Dhan's live token: {:?}", s.inv.stale);
     assert_no_token_in_redis(&s);
     s.stop_all().await;
 }

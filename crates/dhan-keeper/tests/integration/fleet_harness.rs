@@ -121,7 +121,17 @@ pub struct Invariants {
     pub samples: u64,
     /// Every token seen in a token file, and on which hosts.
     pub seen_on: std::collections::HashMap<String, std::collections::BTreeSet<String>>,
+    /// Samples where a settled host's file held a token Dhan had already replaced, more than
+    /// [`STALE_GRACE`] after the last mint and after Redis came back: unexpired, but dead.
+    pub stale: Vec<String>,
+    /// Since when the fleet has been quiet enough to ask that of every host.
+    quiet_since: Option<Instant>,
+    redis_was_up: bool,
 }
+
+/// How long after a mint (or Redis's return) every host may take to hold the new token: a
+/// pub/sub event is immediate, a re-read comes within a third of the lease.
+pub const STALE_GRACE: Duration = Duration::from_millis(1500);
 
 /// The fleet under test.
 pub struct FleetStack {
@@ -147,7 +157,7 @@ impl FleetStack {
         tg.add_chat(CHAT);
         let redis = RedisServer::start();
         let hosts = creds.iter().enumerate().map(|(i, &c)| host(&sim, &tg, &redis, i + 1, c)).collect();
-        let inv = Invariants { last_mints: sim.mints(), ..Invariants::default() };
+        let inv = Invariants { last_mints: sim.mints(), redis_was_up: true, ..Invariants::default() };
         Self { sim, tg, redis, hosts, inv, redis_up: true }
     }
 
@@ -177,7 +187,12 @@ impl FleetStack {
         if mints != self.inv.last_mints {
             self.inv.mints.push((Instant::now(), mints - self.inv.last_mints));
             self.inv.last_mints = mints;
+            self.inv.quiet_since = Some(Instant::now());
         }
+        if self.redis_up && !self.inv.redis_was_up {
+            self.inv.quiet_since = Some(Instant::now());
+        }
+        self.inv.redis_was_up = self.redis_up;
         if mints == 0 || !self.redis_up {
             return;
         }
@@ -192,6 +207,15 @@ impl FleetStack {
                 Some((_, exp)) if exp > t => {}
                 Some(_) => self.inv.expired.push(format!("{}: expired token in the file", h.name)),
                 None => {} // not written yet (a new host), or between the write and the rename
+            }
+        }
+        let quiet = self.inv.quiet_since.is_none_or(|q| q.elapsed() > STALE_GRACE);
+        if let (true, Some(live)) = (quiet, self.sim.active_token()) {
+            for h in self.hosts.iter().filter(|h| h.started.is_some_and(|s| s.elapsed() > STALE_GRACE.max(START_GRACE)))
+            {
+                if h.running() && h.token().is_some_and(|(tok, _)| tok != live) {
+                    self.inv.stale.push(format!("{}: a token Dhan already replaced", h.name));
+                }
             }
         }
     }
