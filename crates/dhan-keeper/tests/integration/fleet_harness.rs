@@ -205,7 +205,7 @@ impl FleetStack {
         for h in self.hosts.iter().filter(|h| h.settled()) {
             match h.token() {
                 Some((_, exp)) if exp > t => {}
-                Some(_) => self.inv.expired.push(format!("{}: expired token in the file", h.name)),
+                Some(_) => self.inv.expired.push(format!("{} at {t}: expired token in the file", h.name)),
                 None => {} // not written yet (a new host), or between the write and the rename
             }
         }
