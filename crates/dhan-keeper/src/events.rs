@@ -162,32 +162,6 @@ impl Events {
     }
 }
 
-/// The refusal when the request lacks the `/token` bearer; `None` when it may go on.
-pub(crate) fn refusal(k: &Keeper, headers: &HeaderMap) -> Option<Response> {
-    let Some(expected) = &k.config().http_token else {
-        return Some(
-            (StatusCode::NOT_FOUND, "GET /events is disabled: set http_token in the config\n").into_response(),
-        );
-    };
-    let presented = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or_default();
-    if crate::serve::constant_time_eq(presented.as_bytes(), expected.expose().as_bytes()) {
-        None
-    } else {
-        Some(
-            (
-                StatusCode::UNAUTHORIZED,
-                [(header::WWW_AUTHENTICATE, "Bearer")],
-                "missing or wrong bearer token (Authorization: Bearer <http_token>)\n",
-            )
-                .into_response(),
-        )
-    }
-}
-
 /// What one stream is doing between events.
 struct Reader {
     keeper: Arc<Keeper>,
@@ -197,11 +171,9 @@ struct Reader {
     _permit: OwnedSemaphorePermit,
 }
 
-/// One `/events` stream of `k`'s new tokens, behind the `/token` bearer.
+/// One `/events` stream of `k`'s new tokens. The caller has checked the `/token` bearer
+/// ([`crate::serve::bearer_refusal`]).
 pub(crate) async fn stream(k: Arc<Keeper>, headers: HeaderMap, shutdown: CancellationToken) -> Response {
-    if let Some(refused) = refusal(&k, &headers) {
-        return refused;
-    }
     let Ok(permit) = Arc::clone(&k.events().streams).try_acquire_owned() else {
         return (
             StatusCode::SERVICE_UNAVAILABLE,

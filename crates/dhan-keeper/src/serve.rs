@@ -67,8 +67,8 @@ pub async fn bind(
             get(move |State(ks): State<Keepers>, headers: HeaderMap| {
                 let shutdown = events.clone();
                 async move {
-                    if let Some(refused) = crate::events::refusal(ks.first(), &headers) {
-                        return refused;
+                    if let Some(refused) = bearer_refusal(ks.shared(), &headers, "/events") {
+                        return *refused;
                     }
                     match pick(&ks, None) {
                         Ok(k) => crate::events::stream(k, headers, shutdown).await,
@@ -82,8 +82,8 @@ pub async fn bind(
             get(move |State(ks): State<Keepers>, Path(label): Path<String>, headers: HeaderMap| {
                 let shutdown = events_of.clone();
                 async move {
-                    if let Some(refused) = crate::events::refusal(ks.first(), &headers) {
-                        return refused;
+                    if let Some(refused) = bearer_refusal(ks.shared(), &headers, "/events") {
+                        return *refused;
                     }
                     match pick(&ks, Some(&label)) {
                         Ok(k) => crate::events::stream(k, headers, shutdown).await,
@@ -270,21 +270,8 @@ async fn token_of(State(ks): State<Keepers>, Path(label): Path<String>, headers:
 
 /// `/token` and `/token/LABEL`: the bearer first (shared by every account), then the account.
 fn token_for(ks: &Keepers, label: Option<&str>, headers: &HeaderMap) -> Response {
-    let Some(expected) = &ks.shared().http_token else {
-        return (StatusCode::NOT_FOUND, "GET /token is disabled: set http_token in the config\n").into_response();
-    };
-    let presented = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or_default();
-    if !constant_time_eq(presented.as_bytes(), expected.expose().as_bytes()) {
-        return (
-            StatusCode::UNAUTHORIZED,
-            [(header::WWW_AUTHENTICATE, "Bearer")],
-            "missing or wrong bearer token (Authorization: Bearer <http_token>)\n",
-        )
-            .into_response();
+    if let Some(refused) = bearer_refusal(ks.shared(), headers, "/token") {
+        return *refused;
     }
     let k = match pick(ks, label) {
         Ok(k) => k,
@@ -300,6 +287,31 @@ fn token_for(ks: &Keepers, label: Option<&str>, headers: &HeaderMap) -> Response
         "client_id": t.client_id.as_deref().unwrap_or(&k.config().client_id),
     });
     ([(header::CACHE_CONTROL, "no-store")], axum::Json(body)).into_response()
+}
+
+/// The refusal of a request for `path` (`/token`, `/events`) that lacks the `http_token`
+/// bearer, compared in constant time; `None` when it may go on. Every account shares the bearer.
+pub(crate) fn bearer_refusal(cfg: &crate::config::Config, headers: &HeaderMap, path: &str) -> Option<Box<Response>> {
+    let Some(expected) = &cfg.http_token else {
+        let text = format!("GET {path} is disabled: set http_token in the config\n");
+        return Some(Box::new((StatusCode::NOT_FOUND, text).into_response()));
+    };
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    if constant_time_eq(presented.as_bytes(), expected.expose().as_bytes()) {
+        return None;
+    }
+    Some(Box::new(
+        (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            "missing or wrong bearer token (Authorization: Bearer <http_token>)\n",
+        )
+            .into_response(),
+    ))
 }
 
 /// Compares without an early exit, so timing does not reveal how much of a guess was right.

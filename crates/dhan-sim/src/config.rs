@@ -116,6 +116,20 @@ impl SimClient {
             ..Self::default()
         }
     }
+
+    /// The credentials (and name) a client's settings hold; its static IP lives in its account
+    /// data, not in [`SimConfig`], so it is the default here.
+    pub fn credentials_of(c: &SimConfig) -> Self {
+        Self {
+            client_id: c.client_id.clone(),
+            pin: c.pin.clone(),
+            totp_secret: c.totp_secret.clone(),
+            api_key: c.api_key.clone(),
+            api_secret: c.api_secret.clone(),
+            client_name: c.client_name.clone(),
+            static_ip: StaticIp::default(),
+        }
+    }
 }
 
 impl Default for SimClient {

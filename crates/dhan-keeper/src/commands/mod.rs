@@ -217,7 +217,7 @@ impl Bot {
         let visible = self.visible(chat);
         match visible.as_slice() {
             [only] => only.tagged(&replies::status_text(&only.view())),
-            many => replies::status_many(&labelled_views(many)),
+            many => replies::status_many(&crate::lifecycle::views(many)),
         }
     }
 
@@ -231,14 +231,14 @@ impl Bot {
         let visible = self.visible(chat);
         match visible.as_slice() {
             [only] if only.label().is_none() => replies::start_text(&only.view()),
-            many => replies::start_many(&labelled_views(many)),
+            many => replies::start_many(&crate::lifecycle::views(many)),
         }
     }
 
     fn help(&self, chat: i64) -> String {
         let mut s = help_text();
         let visible = self.visible(chat);
-        let labels = which::labels_of(&visible);
+        let labels = crate::lifecycle::labels(&visible).join(", ");
         if self.keepers.several() && !labels.is_empty() {
             let example = visible.iter().find_map(|k| k.label().map(|l| l.to_string())).unwrap_or_default();
             s.push_str(&format!(
@@ -325,14 +325,6 @@ impl Bot {
             _ => self.outbox.answer(&q.id, Some("That button is no longer used.".into()), false),
         }
     }
-}
-
-/// Each keeper's label (or client id) and view, for the many-account replies.
-fn labelled_views(keepers: &[Arc<Keeper>]) -> Vec<(String, crate::lifecycle::View)> {
-    keepers
-        .iter()
-        .map(|k| (k.label().map_or_else(|| k.config().client_id.clone(), |l| l.to_string()), k.view()))
-        .collect()
 }
 
 /// A reply's text without its HTML tags, for a callback's pop-up (plain text).

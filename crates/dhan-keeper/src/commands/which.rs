@@ -67,7 +67,10 @@ impl Bot {
             // An account's own chat hears of its own accounts only, not of the family's labels.
             return match picked {
                 Ok(k) if visible.iter().any(|v| Arc::ptr_eq(v, k)) => Ok(Arc::clone(k)),
-                _ => Err(format!("❓ This chat can ask about: {}.", escape(&labels_of(&visible)))),
+                _ => Err(format!(
+                    "❓ This chat can ask about: {}.",
+                    escape(&crate::lifecycle::labels(&visible).join(", "))
+                )),
             };
         }
         match picked {
@@ -84,7 +87,7 @@ impl Bot {
                 Act::Refresh { .. } => ("🔄 Get a new token for which account?", crate::alerts::CB_REFRESH),
                 Act::Account => ("💼 Show which account?", CB_ACCOUNT),
             };
-            self.ask(chat, question, data, |_| true);
+            self.ask(chat, question, |_| true, |label| format!("{data}:{label}"));
             return;
         }
         match self.pick(chat, label) {
@@ -96,14 +99,15 @@ impl Bot {
         }
     }
 
-    /// Asks which account, with one button per account the chat may see that `fits`.
-    pub(crate) fn ask(&self, chat: i64, question: &str, data: &str, fits: impl Fn(&Keeper) -> bool) {
+    /// Asks which account, with one button per account the chat may see that `fits`, its
+    /// callback data made from the label by `data`.
+    pub(crate) fn ask(&self, chat: i64, question: &str, fits: impl Fn(&Keeper) -> bool, data: impl Fn(&str) -> String) {
         let buttons = self
             .visible(chat)
             .iter()
             .filter(|k| fits(k))
             .filter_map(|k| k.label())
-            .map(|l| Button::Callback { label: l.to_string(), data: format!("{data}:{l}") })
+            .map(|l| Button::Callback { label: l.to_string(), data: data(l.as_str()) })
             .collect();
         self.outbox.message(chat, question, buttons);
     }
@@ -119,14 +123,7 @@ impl Bot {
             which.asked
         };
         let question = format!("🔑 {why} Which account is it for? (kept for 10 minutes)");
-        let buttons = self
-            .visible(chat)
-            .iter()
-            .filter(|k| !consent_only || can_consent(k))
-            .filter_map(|k| k.label())
-            .map(|l| Button::Callback { label: l.to_string(), data: format!("{CB_PASTE}:{l}:{number}") })
-            .collect();
-        self.outbox.message(chat, question, buttons);
+        self.ask(chat, &question, |k| !consent_only || can_consent(k), |label| format!("{CB_PASTE}:{label}:{number}"));
     }
 
     /// The paste held for question `number`, if it is still fresh; taken, so a second press
@@ -187,9 +184,4 @@ impl Bot {
 /// Whether an account can take a tokenId (the consent flow needs its API key and secret).
 fn can_consent(k: &Keeper) -> bool {
     k.config().api_key.is_some() && k.config().api_secret.is_some()
-}
-
-/// "mom, huf" for the accounts a chat may see.
-pub(crate) fn labels_of(keepers: &[Arc<Keeper>]) -> String {
-    keepers.iter().filter_map(|k| k.label().map(|l| l.to_string())).collect::<Vec<_>>().join(", ")
 }

@@ -98,6 +98,17 @@ impl std::fmt::Display for Label {
     }
 }
 
+/// What to say when several accounts were listed and none was named (the CLI and the bot say
+/// the same).
+pub fn no_label(count: usize, labels: &str) -> String {
+    format!("there are {count} accounts ({labels}); say which one")
+}
+
+/// What to say when a named account does not exist.
+pub fn unknown_label(label: &str, labels: &str) -> String {
+    format!("no account is labelled {:?}; the accounts are: {labels}", crate::harden::sanitize(label, 40))
+}
+
 /// One account: its label, its complete config, and the extra chat its alerts also go to.
 #[derive(Debug, Clone)]
 pub struct AccountConfig {
@@ -148,10 +159,8 @@ impl Accounts {
         let labels = self.labels().join(", ");
         match (label, self.list.as_slice()) {
             (None, [only]) => Ok(only),
-            (None, _) => Err(format!("there are {} accounts ({labels}); say which one", self.list.len())),
-            (Some(l), _) => self.get(l).ok_or_else(|| {
-                format!("no account is labelled {:?}; the accounts are: {labels}", crate::harden::sanitize(l, 40))
-            }),
+            (None, _) => Err(no_label(self.list.len(), &labels)),
+            (Some(l), _) => self.get(l).ok_or_else(|| unknown_label(l, &labels)),
         }
     }
 

@@ -23,7 +23,7 @@ use crate::calendar::{Calendar, Segment, Segments};
 use crate::secret::Secret;
 use crate::totp::TotpSecret;
 
-pub use accounts::{ACCOUNT_KEYS, ACCOUNTS_KEY, AccountConfig, Accounts, Label};
+pub use accounts::{ACCOUNT_KEYS, ACCOUNTS_KEY, AccountConfig, Accounts, Label, no_label, unknown_label};
 pub use fleet::{CLI_REFRESH_IN_A_FLEET, FleetConfig};
 pub use load::{ConfigError, ENV_PREFIX, default_path};
 

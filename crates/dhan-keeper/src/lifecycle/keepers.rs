@@ -64,7 +64,7 @@ impl Keepers {
 
     /// The labels, in order (empty for the classic unlabelled daemon).
     pub fn labels(&self) -> Vec<String> {
-        self.list.iter().filter_map(|k| k.label().map(|l| l.to_string())).collect()
+        labels(&self.list)
     }
 
     /// The keeper a command acts on: the one labelled `label`, or the only one when no label is
@@ -84,7 +84,7 @@ impl Keepers {
                         }
                         _ => None,
                     })
-                    .ok_or(Pick::Unknown(crate::harden::sanitize(&l, 40)))
+                    .ok_or(Pick::Unknown(l))
             }
         }
     }
@@ -106,12 +106,9 @@ impl Keepers {
         crate::metrics::render(accounts, self.first().telegram_send_failures())
     }
 
-    /// Each account's name (label, or client id for the classic account) and view.
+    /// Each account's name and view.
     pub fn views(&self) -> Vec<(String, super::View)> {
-        self.list
-            .iter()
-            .map(|k| (k.label().map_or_else(|| k.config().client_id.clone(), |l| l.to_string()), k.view()))
-            .collect()
+        views(&self.list)
     }
 
     /// "mom, dad, huf" for messages.
@@ -120,14 +117,26 @@ impl Keepers {
     }
 }
 
+/// The labels of `keepers`, in order (a classic unlabelled keeper has none).
+pub fn labels(keepers: &[Arc<Keeper>]) -> Vec<String> {
+    keepers.iter().filter_map(|k| k.label().map(|l| l.to_string())).collect()
+}
+
+/// Each keeper's name (its label, or the client id of the classic account) and view, for the
+/// replies about several accounts.
+pub fn views(keepers: &[Arc<Keeper>]) -> Vec<(String, super::View)> {
+    keepers
+        .iter()
+        .map(|k| (k.label().map_or_else(|| k.config().client_id.clone(), |l| l.to_string()), k.view()))
+        .collect()
+}
+
 impl Pick {
-    /// What to tell someone who named no account or a wrong one.
+    /// What to tell someone who named no account or a wrong one (the words the CLI uses too).
     pub fn message(&self, keepers: &Keepers) -> String {
         match self {
-            Pick::Ambiguous => {
-                format!("there are {} accounts ({}); say which one", keepers.all().len(), keepers.label_list())
-            }
-            Pick::Unknown(l) => format!("no account is labelled {l:?}; the accounts are: {}", keepers.label_list()),
+            Pick::Ambiguous => crate::config::no_label(keepers.all().len(), &keepers.label_list()),
+            Pick::Unknown(l) => crate::config::unknown_label(l, &keepers.label_list()),
         }
     }
 }

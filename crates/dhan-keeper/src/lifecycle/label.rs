@@ -79,19 +79,23 @@ impl Keeper {
         }
     }
 
-    /// An alert about this host only (its token file, its hook): in a fleet every host sends
-    /// these itself, named, since a follower is the only one that knows, and sending needs no
-    /// lease (only polling the bot does). Alone it is an ordinary [`alert`](Self::alert).
-    pub(super) fn host_alert(&self, html: String) {
-        let Some(fleet) = self.coordinator().fleet_ref().cloned() else {
-            return self.alert(html, vec![]);
+    /// Who hears about this host's own trouble (its token file, its hook), and how it is named:
+    /// in a fleet every host sends these itself, prefixed with its node name, since only it
+    /// knows and sending needs no lease (only polling the bot does). Alone: the alert chats.
+    pub(super) fn host_voice(&self) -> HostVoice {
+        let node = self.coordinator().fleet_ref().map(|f| f.node().to_string());
+        let chat = match node {
+            Some(_) => self.cfg.telegram_chat_id.filter(|_| self.outbox.is_enabled()),
+            None => self.alert_chat(),
         };
-        let Some(chat) = self.cfg.telegram_chat_id.filter(|_| self.outbox.is_enabled()) else { return };
-        let html = self.tagged(&format!("🖥 <b>{}</b>: {html}", crate::telegram::html::escape(fleet.node().as_str())));
-        self.outbox.message(chat, html.clone(), vec![]);
-        if let Some(own) = self.account_chat().filter(|c| *c != chat) {
-            self.outbox.message(own, html, vec![]);
-        }
+        let mut chats: Vec<i64> = chat.into_iter().collect();
+        chats.extend(self.account_chat().filter(|c| chat.is_some_and(|shared| shared != *c)));
+        HostVoice { chats, node, label: self.label().map(|l| l.to_string()), outbox: self.outbox.clone() }
+    }
+
+    /// An alert about this host only: see [`host_voice`](Self::host_voice).
+    pub(super) fn host_alert(&self, html: String) {
+        self.host_voice().say(&html);
     }
 
     pub(super) fn alert(&self, html: String, buttons: Vec<Button>) {
@@ -104,5 +108,28 @@ impl Keeper {
             self.outbox.message(own, html.clone(), read_only);
         }
         self.outbox.message(chat, html, self.tagged_buttons(buttons));
+    }
+}
+
+/// Where a host's own trouble goes, and with which names; built before a task that reports later.
+#[derive(Debug, Clone)]
+pub(crate) struct HostVoice {
+    chats: Vec<i64>,
+    node: Option<String>,
+    label: Option<String>,
+    outbox: crate::telegram::Outbox,
+}
+
+impl HostVoice {
+    /// Sends `html`, prefixed with the node (in a fleet) and the label (with several accounts).
+    pub(crate) fn say(&self, html: &str) {
+        let html = match &self.node {
+            Some(node) => format!("🖥 <b>{}</b>: {html}", crate::telegram::html::escape(node)),
+            None => html.to_string(),
+        };
+        let html = tag(self.label.as_deref(), &html);
+        for chat in &self.chats {
+            self.outbox.message(*chat, html.clone(), vec![]);
+        }
     }
 }

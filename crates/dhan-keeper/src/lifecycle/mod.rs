@@ -33,8 +33,8 @@ use tokio::sync::Notify;
 
 pub use fleet_tasks::{start_fleet, while_keeping_the_bot};
 pub use fleet_view::FleetView;
-pub use keepers::{Keepers, Pick};
-use label::{AccountTag, tag};
+pub use keepers::{Keepers, Pick, labels, views};
+use label::AccountTag;
 pub(crate) use rotate::{gate_error, mint_refused};
 pub use run::run;
 pub use status::{Live, RotateError, Suspicion};
@@ -343,18 +343,7 @@ impl Keeper {
             account: self.label().map(|l| l.to_string()),
             token_file: self.store.path().to_path_buf(),
         };
-        let outbox = self.outbox.clone();
-        // The shared alert chat, and the account's own chat when it has one. In a fleet every
-        // host reports its own hook (only it knows), named.
-        let node = self.coordinator().fleet_ref().map(|f| f.node().to_string());
-        let chat = if node.is_some() {
-            self.cfg.telegram_chat_id.filter(|_| self.outbox.is_enabled())
-        } else {
-            self.alert_chat()
-        };
-        let mut chats: Vec<i64> = chat.into_iter().collect();
-        chats.extend(self.account_chat().filter(|c| !chats.is_empty() && !chats.contains(c)));
-        let tag_label = self.label().map(|l| l.to_string());
+        let voice = self.host_voice();
         let failures = std::sync::Arc::clone(&self.metrics.hook_failures);
         let secrets = crate::hook::secrets_of(&self.cfg);
         let span = self.span();
@@ -365,14 +354,7 @@ impl Keeper {
                     Err(e) => {
                         tracing::error!(error = %e, "on_refresh command failed");
                         failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let mut text = alerts::hook_failed(&e.to_string(), saved);
-                        if let Some(node) = &node {
-                            text = format!("🖥 <b>{}</b>: {text}", crate::telegram::html::escape(node));
-                        }
-                        let text = tag(tag_label.as_deref(), &text);
-                        for chat in chats {
-                            outbox.message(chat, text.clone(), vec![]);
-                        }
+                        voice.say(&alerts::hook_failed(&e.to_string(), saved));
                     }
                 }
             },

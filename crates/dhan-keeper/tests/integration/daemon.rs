@@ -40,18 +40,10 @@ impl Stack {
         tg.add_chat(CHAT);
         let http_port = free_port();
         let ws = Workspace::with(&sim, |m| {
-            m.insert("telegram_api_url".into(), json!(tg.url()));
-            m.insert("telegram_chat_id".into(), json!(CHAT.to_string()));
-            m.insert("http_listen".into(), json!(format!("127.0.0.1:{http_port}")));
-            m.insert("market_hours".into(), json!("off"));
+            m.extend(quick_keys(&tg, http_port));
             m.insert("refresh_before".into(), json!("5s"));
             m.insert("alert_before".into(), json!("4s"));
             m.insert("final_alert_before".into(), json!("2s"));
-            m.insert("mint_cooldown".into(), json!("100ms"));
-            m.insert("retry_min".into(), json!("200ms"));
-            m.insert("retry_max".into(), json!("1s"));
-            m.insert("verify_every".into(), json!("1s"));
-            m.insert("reprobe_after".into(), json!("300ms"));
             edit(m);
         });
         Self { sim, tg, ws, http_port }
@@ -122,6 +114,26 @@ impl Stack {
     /// The saved token file, if present and readable.
     pub fn token_file(&self) -> Option<Value> {
         serde_json::from_slice(&std::fs::read(self.ws.token_path()).ok()?).ok()
+    }
+}
+
+/// The keys every daemon test shares: the Telegram simulator and the alert chat, an HTTP
+/// port, no market hours, and retry, check and window timings in milliseconds.
+pub fn quick_keys(tg: &TelegramSim, http_port: u16) -> serde_json::Map<String, Value> {
+    let keys = json!({
+        "telegram_api_url": tg.url(),
+        "telegram_chat_id": CHAT.to_string(),
+        "http_listen": format!("127.0.0.1:{http_port}"),
+        "market_hours": "off",
+        "mint_cooldown": "100ms",
+        "retry_min": "200ms",
+        "retry_max": "1s",
+        "verify_every": "1s",
+        "reprobe_after": "300ms",
+    });
+    match keys {
+        Value::Object(m) => m,
+        _ => serde_json::Map::new(),
     }
 }
 

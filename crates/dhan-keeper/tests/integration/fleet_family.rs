@@ -8,7 +8,7 @@ use dhan_sim::{DhanSim, SimClient, SimConfig, TelegramSim};
 use serde_json::{Value, json};
 
 use crate::accounts::{MOM, MOM_PIN, MOM_TOTP};
-use crate::daemon::{CHAT, Daemon, free_port};
+use crate::daemon::{CHAT, Daemon, free_port, quick_keys};
 use crate::fleet_harness::{FLEET_KEY, LEASE};
 use crate::helpers::*;
 use crate::redis_server::RedisServer;
@@ -23,19 +23,11 @@ fn host(sim: &DhanSim, tg: &TelegramSim, redis: &RedisServer, name: &str) -> Wor
         for key in ["client_id", "pin", "totp_secret", "api_key", "api_secret"] {
             m.remove(key);
         }
+        m.extend(quick_keys(tg, http_port));
         let shared = json!({
-            "telegram_api_url": tg.url(),
-            "telegram_chat_id": CHAT.to_string(),
-            "http_listen": format!("127.0.0.1:{http_port}"),
-            "market_hours": "off",
             "refresh_before": format!("{REFRESH_BEFORE_S}s"),
             "alert_before": "3s",
             "final_alert_before": "1s",
-            "mint_cooldown": "100ms",
-            "retry_min": "200ms",
-            "retry_max": "1s",
-            "verify_every": "1s",
-            "reprobe_after": "300ms",
             "dhan_timeout": "800ms",
             "redis_url": redis.url(),
             "node_name": name,

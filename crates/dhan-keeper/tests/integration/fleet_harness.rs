@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use dhan_sim::{DhanSim, SimConfig, TelegramSim};
 use serde_json::{Value, json};
 
-use crate::daemon::{CHAT, Daemon, free_port, now};
+use crate::daemon::{CHAT, Daemon, free_port, now, quick_keys};
 use crate::helpers::{self, BOT_TOKEN, HTTP_TOKEN, Workspace};
 use crate::redis_server::RedisServer;
 
@@ -266,19 +266,11 @@ fn host(sim: &DhanSim, tg: &TelegramSim, redis: &RedisServer, i: usize, creds: b
     let http_port = free_port();
     let name = format!("box-{i}");
     let ws = Workspace::with(sim, |m| {
+        m.extend(quick_keys(tg, http_port));
         for (k, v) in [
-            ("telegram_api_url", json!(tg.url())),
-            ("telegram_chat_id", json!(CHAT.to_string())),
-            ("http_listen", json!(format!("127.0.0.1:{http_port}"))),
-            ("market_hours", json!("off")),
             ("refresh_before", json!(format!("{REFRESH_BEFORE_S}s"))),
             ("alert_before", json!("3s")),
             ("final_alert_before", json!("1s")),
-            ("mint_cooldown", json!("100ms")),
-            ("retry_min", json!("200ms")),
-            ("retry_max", json!("1s")),
-            ("verify_every", json!("1s")),
-            ("reprobe_after", json!("300ms")),
             ("dhan_timeout", json!("800ms")),
             ("redis_url", json!(redis.url())),
             ("node_name", json!(name)),

@@ -65,16 +65,7 @@ impl SimState {
     /// their credentials: a test's `update_config` applies to every client.
     fn sync_clients(&mut self) {
         for o in &mut self.others {
-            let c = &o.config;
-            let own = SimClient {
-                client_id: c.client_id.clone(),
-                pin: c.pin.clone(),
-                totp_secret: c.totp_secret.clone(),
-                api_key: c.api_key.clone(),
-                api_secret: c.api_secret.clone(),
-                client_name: c.client_name.clone(),
-                static_ip: Default::default(),
-            };
+            let own = SimClient::credentials_of(&o.config);
             o.config = client_config(&self.config, &own);
         }
     }
