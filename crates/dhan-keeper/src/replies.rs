@@ -104,23 +104,26 @@ pub(crate) fn trouble_lines(v: &View) -> String {
     s
 }
 
+/// The "Next rotation" line, for `/status` of one account and of several.
+pub(crate) fn rotation_line(v: &View) -> String {
+    if v.paused {
+        return "\nNext rotation: ⏸ paused (/resume)".into();
+    }
+    match (v.mode, v.next_rotation) {
+        (_, Some(t)) => format!("\nNext rotation: {}", when(t, v.now)),
+        (Mode::Consent, None) => "\nNext rotation: by you, through the login link (consent mode)".into(),
+        (Mode::Automatic, None) if v.credential_stop.is_some() => {
+            "\nNext rotation: none until the credentials are fixed or you press /refresh".into()
+        }
+        (Mode::Automatic, None) => "\nNext rotation: being planned".into(),
+    }
+}
+
 /// Next rotation, next alert, next session.
 fn plan_lines(v: &View) -> String {
-    let mut s = String::new();
-    if v.paused {
-        s.push_str("\nNext rotation: ⏸ paused (/resume)");
-    } else {
-        match (v.mode, v.next_rotation) {
-            (_, Some(t)) => s.push_str(&format!("\nNext rotation: {}", when(t, v.now))),
-            (Mode::Consent, None) => s.push_str("\nNext rotation: by you, through the login link (consent mode)"),
-            (Mode::Automatic, None) if v.credential_stop.is_some() => {
-                s.push_str("\nNext rotation: none until the credentials are fixed or you press /refresh")
-            }
-            (Mode::Automatic, None) => s.push_str("\nNext rotation: being planned"),
-        }
-        if let Some(t) = v.next_alert {
-            s.push_str(&format!("\nNext alert: {}", when(t, v.now)));
-        }
+    let mut s = rotation_line(v);
+    if let (false, Some(t)) = (v.paused, v.next_alert) {
+        s.push_str(&format!("\nNext alert: {}", when(t, v.now)));
     }
     if let Some(next) = &v.next_session {
         s.push_str(&format!("\nNext session: {}", escape(next)));

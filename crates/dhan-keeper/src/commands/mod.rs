@@ -221,12 +221,6 @@ impl Bot {
         }
     }
 
-    /// The `/status` text the alert chat gets.
-    pub fn status_text(&self) -> String {
-        let chat = self.keepers.shared().telegram_chat_id.unwrap_or_default();
-        self.status_for(chat)
-    }
-
     fn start_text(&self, chat: i64) -> String {
         let visible = self.visible(chat);
         match visible.as_slice() {

@@ -15,7 +15,9 @@ use futures_util::StreamExt;
 use tokio_util::sync::CancellationToken;
 
 use super::campaign::LeaseHandle;
-use super::record::{RecordId, SharedRecord, SharedToken};
+#[cfg(test)]
+use super::record::SharedRecord;
+use super::record::{RecordId, SharedToken};
 use super::store::Fleet;
 use crate::clock::SharedClock;
 use crate::token::Token;
@@ -45,8 +47,10 @@ pub fn should_adopt(local: Option<&Token>, shared: &Token) -> bool {
 /// (`window`: Dhan's, i.e. `mint_cooldown`), which the lease should have made impossible: a
 /// paused leader outliving its lease, or a manual override. Then the keeper keeps whichever
 /// token `/v2/profile` accepts and tells the admin. A re-seed after a Redis restart republishes
-/// the same token (same expiry) and is not a second mint. Pure.
-pub fn double_mint_suspected(prev: &SharedRecord, next: &SharedRecord, window: Duration) -> bool {
+/// the same token (same expiry) and is not a second mint. Pure; the keeper asks it of opened
+/// records ([`double_mint_between`]), the tests of raw ones.
+#[cfg(test)]
+fn double_mint_suspected(prev: &SharedRecord, next: &SharedRecord, window: Duration) -> bool {
     two_mints(
         (&prev.holder, prev.obtained_at, prev.expires_at),
         (&next.holder, next.obtained_at, next.expires_at),
@@ -54,7 +58,10 @@ pub fn double_mint_suspected(prev: &SharedRecord, next: &SharedRecord, window: D
     )
 }
 
-/// [`double_mint_suspected`] for two opened records, as the keeper sees them. Pure.
+/// Whether two successive shared tokens look like two mints by two nodes inside one mint
+/// window (`mint_cooldown`), which the lease should have made impossible: a paused leader
+/// outliving its lease, or a manual override. A re-seed after a Redis restart republishes the
+/// same token (same expiry) and is not a second mint. Pure.
 pub fn double_mint_between(prev: &SharedToken, next: &SharedToken, window: Duration) -> bool {
     two_mints(
         (&prev.holder, prev.token.obtained_at, prev.token.expires_at),

@@ -39,7 +39,7 @@ pub mod store;
 pub use campaign::{LeaseHandle, spawn_campaign};
 pub use coordinator::Coordinator;
 pub use decide::{LeaseFacts, MintDecision, Waiting, before_mint};
-pub use follow::{FollowOptions, double_mint_between, double_mint_suspected, follow, is_news, should_adopt};
+pub use follow::{FollowOptions, double_mint_between, follow, is_news, should_adopt};
 pub use lease::{Lease, LeaseTiming, may_act_until};
 pub use names::{NodeName, RedisUrl};
 pub use nodes::{FleetStatus, NodeReport, Role};

@@ -73,13 +73,8 @@ pub(super) struct Seen {
 }
 
 impl Keeper {
-    /// This keeper with `coordinator` (the default is [`Coordinator::alone`]).
-    pub fn with_coordinator(self, coordinator: Coordinator) -> Self {
-        self.set_coordinator(coordinator);
-        self
-    }
-
-    /// Sets the coordinator once, before the loops start; `false` if one was set already.
+    /// Sets the coordinator (the default is [`Coordinator::alone`]) once, before the loops start;
+    /// `false` if one was set already.
     pub fn set_coordinator(&self, coordinator: Coordinator) -> bool {
         self.fleet.coordinator.set(coordinator).is_ok()
     }

@@ -35,11 +35,6 @@ impl Keepers {
         Self { list }
     }
 
-    /// One keeper, the classic daemon.
-    pub fn one(keeper: Arc<Keeper>) -> Self {
-        Self { list: vec![keeper] }
-    }
-
     /// Every keeper, in config order.
     pub fn all(&self) -> &[Arc<Keeper>] {
         &self.list

@@ -4,7 +4,7 @@
 
 use serde_json::{Map, Value, json};
 
-use super::{healthz, token_line, trouble_lines, when};
+use super::{healthz, rotation_line, token_line, trouble_lines};
 use crate::config::Mode;
 use crate::lifecycle::View;
 use crate::telegram::html::escape;
@@ -33,15 +33,7 @@ fn worst_first(accounts: &[(String, View)]) -> Vec<&(String, View)> {
 /// One account in a few lines: its token, its next rotation, and what is wrong.
 fn block(label: &str, v: &View) -> String {
     let mut s = format!("<b>{}</b> · {}", escape(label), token_line(v));
-    if v.paused {
-        s.push_str("\nNext rotation: ⏸ paused (/resume)");
-    } else {
-        match (v.mode, v.next_rotation) {
-            (_, Some(t)) => s.push_str(&format!("\nNext rotation: {}", when(t, v.now))),
-            (Mode::Consent, None) => s.push_str("\nNext rotation: by you, through the login link"),
-            (Mode::Automatic, None) => {}
-        }
-    }
+    s.push_str(&rotation_line(v));
     s.push_str(&trouble_lines(v));
     s
 }
